@@ -1,0 +1,96 @@
+//! The pure core: raw mail bytes → attachments → tables → typed forms → findings → report.
+//!
+//! Nothing in here opens a socket, touches a database or reads the clock. The only
+//! side effect allowed is running an *optional* external converter (LibreOffice, pdftotext)
+//! for legacy formats, and that is injected through [`grid::Converters`].
+
+pub mod grid;
+pub mod mime;
+
+use serde::Serialize;
+
+/// Limits on everything that comes from outside. Defaults are generous for real
+/// submissions (a 2-studio unit sends a few MB) and small enough to stop bombs.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Whole raw message.
+    pub max_message_bytes: u64,
+    /// One decoded attachment (also one archive member once inflated).
+    pub max_attachment_bytes: u64,
+    /// Members taken from one archive.
+    pub max_archive_members: u32,
+    /// Sum of inflated bytes of all archives (and of one .docx/.xlsx package) in a message.
+    pub max_decompressed_bytes: u64,
+    /// Nesting: forwarded message inside forwarded message, zip inside zip.
+    pub max_depth: u32,
+    /// MIME parts in one message.
+    pub max_parts: u32,
+    /// Cells read from one spreadsheet (guards against the XFD1048576 dimension bomb).
+    pub max_cells: u64,
+    /// Seconds an external converter (soffice, pdftotext) may run.
+    pub converter_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 50 * 1024 * 1024,
+            max_attachment_bytes: 25 * 1024 * 1024,
+            max_archive_members: 200,
+            max_decompressed_bytes: 200 * 1024 * 1024,
+            max_depth: 5,
+            max_parts: 500,
+            max_cells: 200_000,
+            converter_timeout_secs: 60,
+        }
+    }
+}
+
+/// Why an attachment could not be read. Each variant renders as a Chinese sentence the
+/// sender can act on (see [`Unreadable::advice`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Unreadable {
+    #[error("file is empty (0 bytes)")]
+    Empty,
+    #[error("file is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("file is corrupt: {detail}")]
+    Corrupt { detail: String },
+    #[error("file is encrypted or password protected")]
+    Encrypted,
+    #[error("archive expands beyond the limits ({detail})")]
+    ArchiveBomb { detail: String },
+    #[error("nesting deeper than {limit} levels")]
+    TooDeep { limit: u32 },
+    #[error("format {format} cannot be read here; resend as {resend_as}")]
+    Unsupported { format: String, resend_as: String },
+    #[error("converter failed: {detail}")]
+    ConverterFailed { format: String, resend_as: String, detail: String },
+}
+
+impl Unreadable {
+    /// One Chinese sentence for the reply: what is wrong and what to send instead.
+    pub fn advice(&self) -> String {
+        match self {
+            Unreadable::Empty => "文件为空（0字节），请重新附上该文件。".into(),
+            Unreadable::TooLarge { limit } => format!(
+                "文件超过大小上限（{}MB），请压缩图片或拆分后重新发送。",
+                limit / (1024 * 1024)
+            ),
+            Unreadable::Corrupt { .. } => "文件已损坏、无法打开，请重新保存后再发送。".into(),
+            Unreadable::Encrypted => "文件设置了密码或已加密，请取消密码后重新发送。".into(),
+            Unreadable::ArchiveBomb { .. } => {
+                "压缩包解压后过大或文件过多，请直接以附件形式发送各文件。".into()
+            }
+            Unreadable::TooDeep { .. } => {
+                "邮件或压缩包嵌套层数过多，请直接以附件形式发送各文件。".into()
+            }
+            Unreadable::Unsupported { format, resend_as }
+            | Unreadable::ConverterFailed { format, resend_as, .. } => format!(
+                "系统无法读取{format}格式的文件，请另存为{resend_as}格式后重新发送。"
+            ),
+        }
+    }
+}

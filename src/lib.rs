@@ -1,0 +1,8 @@
+//! studio-intake: e-mail intake for the 2020 Leshan model-worker and craftsman innovation
+//! studio call (乐工经〔2020〕24号).
+//!
+//! # Layout
+//! - [`core`]: the pure pipeline mime → grid → forms → rules → report (no I/O).
+//! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
+pub mod core;
+pub mod fixtures;
