@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //! - [`core`]: the pure pipeline mime → grid → forms → rules → report (no I/O).
+//! - [`config`]: the one TOML file, typed and validated; built-in 2020 Leshan defaults.
+//! - [`cli`]: the `studio-intake` command line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
+pub mod cli;
+pub mod config;
 pub mod core;
 pub mod fixtures;

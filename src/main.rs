@@ -1,1 +1,4 @@
-fn main(){}
+//! `studio-intake`: see `studio_intake::cli` for the commands.
+fn main() -> std::process::ExitCode {
+    studio_intake::cli::main()
+}

@@ -94,3 +94,98 @@ impl Unreadable {
         }
     }
 }
+
+pub mod findings;
+pub mod forms;
+pub mod report;
+pub mod rules;
+pub mod submission;
+pub mod text;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::Config;
+use findings::{Finding, Severity};
+use grid::Converters;
+use mime::{Message, MimeError};
+use rules::{KnownStudio, RuleContext};
+use submission::Submission;
+
+/// What the pipeline needs besides the bytes. Everything that would need I/O (the receipt
+/// time from the server, what the store knows) is passed in.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub converters: &'a Converters,
+    /// The server's receipt time (IMAP INTERNALDATE, or `check --received-at`). When `None`,
+    /// the newest `Received:` header's date, else the `Date:` header.
+    pub received_at: Option<DateTime<FixedOffset>>,
+    /// The sender's unit already sent a 附件2 in an earlier mail.
+    pub summary_on_file: bool,
+    /// Studios recommended by other units so far.
+    pub others: &'a [KnownStudio],
+}
+
+impl<'a> Context<'a> {
+    pub fn new(config: &'a Config, converters: &'a Converters) -> Self {
+        Context { config, converters, received_at: None, summary_on_file: false, others: &[] }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Accepted,
+    Rejected,
+}
+
+/// Everything the core decided about one message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Headers and attachment list (attachment bytes dropped once parsed).
+    pub message: Message,
+    pub sender: Option<String>,
+    /// The recommending unit: by sender address, else by the summary table's 推荐单位.
+    pub unit: Option<String>,
+    pub received_at: Option<DateTime<FixedOffset>>,
+    pub submission: Submission,
+    pub findings: Vec<Finding>,
+}
+
+impl Outcome {
+    pub fn verdict(&self) -> Verdict {
+        if self.findings.iter().any(|f| f.severity == Severity::Error) {
+            Verdict::Rejected
+        } else {
+            Verdict::Accepted
+        }
+    }
+}
+
+/// The whole pure pipeline for one message: mime → grid → forms → rules.
+pub fn process(raw: &[u8], ctx: &Context) -> Result<Outcome, MimeError> {
+    let mut message = mime::parse(raw, &ctx.config.limits)?;
+    let submission = submission::assemble(&message.attachments, &ctx.config.limits, ctx.converters);
+    for a in &mut message.attachments {
+        a.data = Vec::new();
+    }
+    let sender = message.from.as_ref().map(|m| m.address.clone());
+    let unit = sender
+        .as_deref()
+        .and_then(|s| ctx.config.unit_of_sender(s))
+        .map(|u| u.name.clone())
+        .or_else(|| {
+            let written = submission.summaries.iter().find_map(|s| s.recommending_unit.clone())?;
+            Some(ctx.config.unit_named(&written).map(|u| u.name.clone()).unwrap_or(written))
+        });
+    let received_at = ctx.received_at.or(message.received_at).or(message.date);
+    let rule_ctx = RuleContext {
+        config: ctx.config,
+        sender: sender.as_deref(),
+        unit: unit.as_deref(),
+        received_at,
+        summary_on_file: ctx.summary_on_file,
+        others: ctx.others,
+    };
+    let findings = rules::check(&submission, &rule_ctx);
+    Ok(Outcome { message, sender, unit, received_at, submission, findings })
+}

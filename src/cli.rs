@@ -1,0 +1,243 @@
+//! The command line (`INTERFACE.md`): thin wiring from arguments to the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, FixedOffset};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::core::{self, Context, Outcome, Verdict, report};
+
+#[derive(Parser, Debug)]
+#[command(name = "studio-intake", version, about = "E-mail intake for the 2020 Leshan innovation studio call (乐工经〔2020〕24号)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate submissions offline: each PATH is an .eml file or a folder of loose attachments.
+    Check {
+        /// TOML configuration (built-in 2020 Leshan defaults without it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Receipt time to judge lateness by (RFC 3339), instead of the Received:/Date: headers.
+        #[arg(long, value_parser = parse_rfc3339)]
+        received_at: Option<DateTime<FixedOffset>>,
+        /// With --format text: also print the reply the sender would get.
+        #[arg(long)]
+        show_reply: bool,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    DateTime::parse_from_rfc3339(s).map_err(|e| format!("not an RFC 3339 time like 2020-09-20T10:00:00+08:00: {e}"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    match cli.command {
+        Command::Check { config, format, received_at, show_reply, paths } => {
+            match check(config.as_deref(), format, received_at, show_reply, &paths) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("studio-intake check: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::builtin()),
+    }
+}
+
+/// `check`: exit 0 when no path has an error finding, 1 when one has, 2 on usage or I/O errors.
+fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<FixedOffset>>, show_reply: bool, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    let converters = config.converters.resolve(std::time::Duration::from_secs(config.limits.converter_timeout_secs));
+    // Read everything first: a missing file is a usage error before any output.
+    let mut inputs = Vec::new();
+    for path in paths {
+        inputs.push((path, read_input(path, &config)?));
+    }
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    for (path, raw) in &inputs {
+        let mut ctx = Context::new(&config, &converters);
+        ctx.received_at = received_at;
+        let outcome = core::process(raw, &ctx).with_context(|| format!("{} is not an e-mail message", path.display()))?;
+        outcomes.push((path.display().to_string(), outcome));
+    }
+    // Several paths: studios recommended by one are known to the others.
+    if outcomes.len() > 1 {
+        let known: Vec<core::rules::KnownStudio> = outcomes
+            .iter()
+            .flat_map(|(_, o)| {
+                o.submission.studios.iter().filter_map(|s| {
+                    Some(core::rules::KnownStudio { unit: o.unit.clone()?, name: s.name.clone() })
+                })
+            })
+            .collect();
+        for ((path, outcome), (_, raw)) in outcomes.iter_mut().zip(&inputs) {
+            let others: Vec<_> = known.iter().filter(|k| Some(&k.unit) != outcome.unit.as_ref()).cloned().collect();
+            if others.is_empty() {
+                continue;
+            }
+            let mut ctx = Context::new(&config, &converters);
+            ctx.received_at = received_at;
+            ctx.others = &others;
+            *outcome = core::process(raw, &ctx).with_context(|| format!("{path} is not an e-mail message"))?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let docs: Vec<_> = outcomes.iter().map(|(p, o)| report::check_json(p, o)).collect();
+            let text = if docs.len() == 1 { serde_json::to_string_pretty(&docs[0])? } else { serde_json::to_string_pretty(&docs)? };
+            writeln!(out, "{text}")?;
+        }
+        Format::Text => {
+            for (path, o) in &outcomes {
+                write_text(&mut out, path, o)?;
+                if show_reply {
+                    let reply = report::reply(o, &config, &[]);
+                    writeln!(out, "---- 回复邮件 ----\n主题：{}\n\n{}", reply.subject, reply.text)?;
+                }
+            }
+        }
+    }
+    let rejected = outcomes.iter().any(|(_, o)| o.verdict() == Verdict::Rejected);
+    Ok(if rejected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn write_text(out: &mut impl Write, path: &str, o: &Outcome) -> std::io::Result<()> {
+    let verdict = match o.verdict() {
+        Verdict::Accepted => "ACCEPTED",
+        Verdict::Rejected => "REJECTED",
+    };
+    writeln!(out, "{path}: {verdict}")?;
+    writeln!(
+        out,
+        "  from {} · unit {} · received {}",
+        o.sender.as_deref().unwrap_or("?"),
+        o.unit.as_deref().unwrap_or("?"),
+        o.received_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into())
+    )?;
+    for a in &o.submission.attachments {
+        writeln!(out, "  attachment {} [{:?}]{}", a.file, a.kind, a.studio.as_deref().map(|s| format!(" → {s}")).unwrap_or_default())?;
+    }
+    for s in &o.submission.studios {
+        writeln!(
+            out,
+            "  studio {} (form {}, row {}, materials {}, photo {})",
+            s.name, s.has_approval_form, s.has_summary_row, s.has_materials, s.has_photo
+        )?;
+    }
+    for f in &o.findings {
+        let sev = match f.severity {
+            core::findings::Severity::Error => "error",
+            core::findings::Severity::Warning => "warning",
+        };
+        writeln!(out, "  {sev:7} {} {}", f.code.as_str(), f.message)?;
+        writeln!(
+            out,
+            "          at {}{} · found {} · expected {}",
+            f.file.as_deref().map(|x| format!("{x}: ")).unwrap_or_default(),
+            f.location,
+            f.found,
+            f.expected
+        )?;
+    }
+    writeln!(out)
+}
+
+/// An `.eml` file as it is, or a folder of loose attachments wrapped into one message so it
+/// takes exactly the same path through the core (zip expansion, name handling, limits).
+fn read_input(path: &Path, config: &Config) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        collect_files(path, path, &mut files, config.limits.max_parts as usize)?;
+        if files.is_empty() {
+            bail!("{} is an empty folder", path.display());
+        }
+        return Ok(wrap_files(&files));
+    }
+    if meta.len() > config.limits.max_message_bytes {
+        bail!("{} is larger than the message size limit ({} bytes)", path.display(), config.limits.max_message_bytes);
+    }
+    Ok(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>, max: usize) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            collect_files(root, &p, out, max)?;
+        } else if e.file_type()?.is_file() {
+            if out.len() >= max {
+                bail!("{} holds more than {max} files", root.display());
+            }
+            let name = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+            if name.starts_with('.') {
+                continue;
+            }
+            out.push((name, std::fs::read(&p)?));
+        }
+    }
+    Ok(())
+}
+
+/// A minimal multipart/mixed message around loose files (RFC 2231 UTF-8 names).
+pub fn wrap_files(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    use base64::Engine;
+    let boundary = "=_studio-intake-folder";
+    let mut m = format!("MIME-Version: 1.0\r\nSubject: folder\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n").into_bytes();
+    for (name, data) in files {
+        let mut enc = String::new();
+        for b in name.bytes() {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+                enc.push(b as char);
+            } else {
+                enc.push_str(&format!("%{b:02X}"));
+            }
+        }
+        m.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename*=utf-8''{enc}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        for chunk in b64.as_bytes().chunks(76) {
+            m.extend_from_slice(chunk);
+            m.extend_from_slice(b"\r\n");
+        }
+    }
+    m.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    m
+}

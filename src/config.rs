@@ -1,0 +1,543 @@
+//! The one TOML file administrators edit, as typed, validated settings.
+//!
+//! Every section has defaults: with no file at all the daemon runs the 2020 Leshan campaign
+//! (乐工经〔2020〕24号) on the sample inbox in `examples/inbox`, SQLite in `var/` and a file
+//! outbox. `config/studio-intake.example.toml` documents every key; `INTERFACE.md` lists the
+//! keys that outside tooling relies on (never rename those).
+//!
+//! Secrets are never in the file: `password_env` names an environment variable,
+//! `password_file` a file (systemd `LoadCredential`); [`Secret`] never prints its value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::core::Limits;
+use crate::core::grid::Converters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub campaign: Campaign,
+    pub rules: RuleSettings,
+    #[serde(default = "default_units")]
+    pub units: Vec<Unit>,
+    pub source: Source,
+    pub outbox: Outbox,
+    pub database: Database,
+    pub digest: Digest,
+    pub limits: Limits,
+    pub converters: ConverterSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Campaign {
+    /// Shown in replies and digests.
+    pub title: String,
+    /// Receipt time after this → `submission.late`.
+    #[serde(with = "rfc3339")]
+    pub deadline: DateTime<FixedOffset>,
+    /// IANA time zone for the digest schedule and the dates in replies.
+    pub timezone: String,
+    /// Start of the call (date of the notice): first digest day.
+    pub opens: NaiveDate,
+    /// Studios to be named; more accepted than this → `campaign.over_quota`.
+    pub quota: u32,
+    /// County/district unions and the high-tech zone recommend at least this many.
+    pub min_per_county: u32,
+    /// Studios already named at city level or higher → `submission.already_named`.
+    pub named_studios: Vec<String>,
+    /// Whom applicants may call, printed at the end of every reply.
+    pub contact: String,
+}
+
+impl Default for Campaign {
+    fn default() -> Self {
+        Campaign {
+            title: "2020年乐山市劳模和工匠人才创新工作室推荐申报".into(),
+            deadline: DateTime::parse_from_rfc3339("2020-09-25T23:59:59+08:00").expect("literal"),
+            timezone: "Asia/Shanghai".into(),
+            opens: NaiveDate::from_ymd_opt(2020, 8, 3).expect("literal"),
+            quota: 33,
+            min_per_county: 2,
+            named_studios: Vec::new(),
+            contact: "毛娴，电话 2133419".into(),
+        }
+    }
+}
+
+/// Thresholds of `RULES.md`, each quoting the notice.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleSettings {
+    /// 5人以上的创新团队
+    pub min_members: u32,
+    /// 有效运行2年以上: created on or before deadline minus this many years.
+    pub min_years_running: u32,
+    /// 简介及主要先进事迹（600字以内）
+    pub intro_max_chars: usize,
+    /// 字数要求：2000字以上
+    pub materials_min_chars: usize,
+    /// Shorter side of the scene photo, in pixels (warning below).
+    pub photo_min_side: u32,
+    /// Average age outside this range is implausible.
+    pub min_average_age: f64,
+    pub max_average_age: f64,
+}
+
+impl Default for RuleSettings {
+    fn default() -> Self {
+        RuleSettings {
+            min_members: 5,
+            min_years_running: 2,
+            intro_max_chars: 600,
+            materials_min_chars: 2000,
+            photo_min_side: 600,
+            min_average_age: 18.0,
+            max_average_age: 65.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    /// 县（市、区）总工会
+    County,
+    /// 乐山高新区工会
+    Zone,
+    /// 峨眉山景区、乐山大佛景区管委会工会
+    Scenic,
+    /// 市级系统工会
+    System,
+    /// 市属企业工会
+    Enterprise,
+}
+
+impl UnitKind {
+    /// County unions and the high-tech zone must recommend a minimum (`unit.below_minimum`).
+    pub fn has_minimum(self) -> bool {
+        matches!(self, UnitKind::County | UnitKind::Zone)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    pub name: String,
+    pub kind: UnitKind,
+    /// Addresses this unit sends from (compared case-insensitively).
+    #[serde(default)]
+    pub senders: Vec<String>,
+}
+
+/// The default unit list of `RULES.md`: Leshan's county-level unions, the high-tech zone and
+/// the two scenic areas. Sender addresses are unknown until an administrator lists them.
+pub fn default_units() -> Vec<Unit> {
+    let counties = [
+        "市中区", "沙湾区", "五通桥区", "金口河区", "犍为县", "井研县", "夹江县", "沐川县",
+        "峨边彝族自治县", "马边彝族自治县", "峨眉山市",
+    ];
+    let mut units: Vec<Unit> = counties
+        .iter()
+        .map(|c| Unit { name: format!("{c}总工会"), kind: UnitKind::County, senders: vec![] })
+        .collect();
+    units.push(Unit { name: "乐山高新区工会".into(), kind: UnitKind::Zone, senders: vec![] });
+    for s in ["峨眉山景区管委会工会", "乐山大佛景区管委会工会"] {
+        units.push(Unit { name: s.into(), kind: UnitKind::Scenic, senders: vec![] });
+    }
+    units
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tls {
+    Implicit,
+    Starttls,
+    /// Plain text: only allowed to a loopback host.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Imap,
+    /// A folder of `.eml` files or a Maildir.
+    Maildir,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub folder: String,
+    /// Moved here after processing (MOVE, or COPY + EXPUNGE).
+    pub processed_folder: Option<String>,
+    /// Set instead of moving when `processed_folder` is not set.
+    pub processed_flag: String,
+    /// Extra CA certificate (PEM) to trust, e.g. a test server's self-signed one.
+    pub ca_file: Option<PathBuf>,
+    /// `kind = "maildir"`: the folder to read.
+    pub path: PathBuf,
+    /// Seconds between polls when the server has no IDLE.
+    pub poll_secs: u64,
+    /// Seconds before an IDLE is re-issued (RFC 2177: below 29 minutes).
+    pub idle_secs: u64,
+    /// Seconds any single IMAP command may take.
+    pub command_timeout_secs: u64,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source {
+            kind: SourceKind::Maildir,
+            host: "127.0.0.1".into(),
+            port: 993,
+            tls: Tls::Implicit,
+            username: String::new(),
+            password_env: None,
+            password_file: None,
+            folder: "INBOX".into(),
+            processed_folder: Some("Processed".into()),
+            processed_flag: "$Processed".into(),
+            ca_file: None,
+            path: PathBuf::from("examples/inbox"),
+            poll_secs: 60,
+            idle_secs: 20 * 60,
+            command_timeout_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    Smtp,
+    /// Write each outgoing mail as an `.eml` file into `path`.
+    File,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Outbox {
+    pub kind: OutboxKind,
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    /// The `From:` of replies and digests.
+    pub from: String,
+    /// `kind = "file"`: the folder the outgoing `.eml` files go to.
+    pub path: PathBuf,
+    /// Attempts before a mail is set aside as dead (the digest lists those).
+    pub max_attempts: u32,
+    /// At most this many replies to one sender per hour.
+    pub replies_per_sender_per_hour: u32,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            kind: OutboxKind::File,
+            host: "127.0.0.1".into(),
+            port: 465,
+            tls: Tls::Implicit,
+            username: String::new(),
+            password_env: None,
+            password_file: None,
+            ca_file: None,
+            from: "乐山市总工会经保女工部 <3764264@qq.com>".into(),
+            path: PathBuf::from("var/outbox"),
+            max_attempts: 8,
+            replies_per_sender_per_hour: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    /// `sqlite://var/intake.db` or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { url: "sqlite://var/intake.db".into(), max_connections: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Digest {
+    /// cron, 6 fields (sec min hour day month weekday), in `campaign.timezone`.
+    pub schedule: String,
+    pub recipients: Vec<String>,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest { schedule: "0 0 8 * * *".into(), recipients: Vec::new() }
+    }
+}
+
+/// External converters for legacy formats: `"auto"` (look on PATH), `"none"`, or a path.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConverterSettings {
+    pub soffice: String,
+    pub pdftotext: String,
+}
+
+impl Default for ConverterSettings {
+    fn default() -> Self {
+        ConverterSettings { soffice: "auto".into(), pdftotext: "auto".into() }
+    }
+}
+
+impl ConverterSettings {
+    /// Resolve to concrete programs. Looks at PATH for `"auto"`: the only I/O here, done once
+    /// at start-up, never in the core.
+    pub fn resolve(&self, timeout: Duration) -> Converters {
+        let found = Converters::detect(timeout);
+        let pick = |setting: &str, detected: Option<PathBuf>| match setting {
+            "auto" => detected,
+            "none" | "" => None,
+            path => Some(PathBuf::from(path)),
+        };
+        Converters {
+            soffice: pick(&self.soffice, found.soffice),
+            pdftotext: pick(&self.pdftotext, found.pdftotext),
+            timeout,
+        }
+    }
+}
+
+/// A password that never shows up in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Read a password from the named environment variable or file (file wins when both are set,
+/// since credentials directories are the hardened path). Trailing newlines are dropped.
+pub fn load_secret(env: Option<&str>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        return Ok(Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned())));
+    }
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(v) => Ok(Some(Secret(v))),
+            Err(_) => Err(ConfigError::Invalid(format!("environment variable {var} is not set"))),
+        };
+    }
+    Ok(None)
+}
+
+impl Config {
+    /// Load and validate a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parse and validate TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Built-in defaults (no file): the 2020 Leshan campaign.
+    pub fn builtin() -> Config {
+        Config { units: default_units(), ..Config::default() }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.timezone()?;
+        let loopback = |h: &str| matches!(h, "127.0.0.1" | "localhost" | "::1" | "[::1]") || h.starts_with("127.");
+        if self.source.kind == SourceKind::Imap && self.source.tls == Tls::None && !loopback(&self.source.host) {
+            return Err(ConfigError::Invalid(format!(
+                "[source] tls = \"none\" is only allowed for a loopback host, not {}",
+                self.source.host
+            )));
+        }
+        if self.outbox.kind == OutboxKind::Smtp && self.outbox.tls == Tls::None && !loopback(&self.outbox.host) {
+            return Err(ConfigError::Invalid(format!(
+                "[outbox] tls = \"none\" is only allowed for a loopback host, not {}",
+                self.outbox.host
+            )));
+        }
+        if self.source.idle_secs == 0 || self.source.idle_secs >= 29 * 60 {
+            return Err(ConfigError::Invalid("[source] idle_secs must be between 1 and 1739 (RFC 2177: under 29 minutes)".into()));
+        }
+        let mut seen = std::collections::HashMap::new();
+        for unit in &self.units {
+            if unit.name.trim().is_empty() {
+                return Err(ConfigError::Invalid("[[units]] name must not be empty".into()));
+            }
+            for s in &unit.senders {
+                if !s.contains('@') {
+                    return Err(ConfigError::Invalid(format!("[[units]] {}: sender {s:?} is not an e-mail address", unit.name)));
+                }
+                if let Some(other) = seen.insert(s.to_lowercase(), unit.name.clone()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "sender {s} is listed for two units: {other} and {}",
+                        unit.name
+                    )));
+                }
+            }
+        }
+        if self.rules.min_average_age >= self.rules.max_average_age {
+            return Err(ConfigError::Invalid("[rules] min_average_age must be below max_average_age".into()));
+        }
+        Ok(())
+    }
+
+    /// `如有疑问请联系：…` for the end of replies (empty when no contact is set).
+    pub fn campaign_contact_line(&self) -> String {
+        if self.campaign.contact.trim().is_empty() {
+            String::new()
+        } else {
+            format!("如有疑问请联系：{}。", self.campaign.contact.trim())
+        }
+    }
+
+    /// The display name of `[outbox] from` (`乐山市总工会经保女工部`), or the address.
+    pub fn outbox_from_name(&self) -> String {
+        let from = self.outbox.from.trim();
+        match from.find('<') {
+            Some(i) if i > 0 => from[..i].trim().trim_matches('"').to_owned(),
+            _ => from.trim_matches(['<', '>']).to_owned(),
+        }
+    }
+
+    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.campaign
+            .timezone
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("unknown time zone {:?}", self.campaign.timezone)))
+    }
+
+    /// The unit that owns a sender address, if configured.
+    pub fn unit_of_sender(&self, address: &str) -> Option<&Unit> {
+        self.units.iter().find(|u| u.senders.iter().any(|s| s.eq_ignore_ascii_case(address)))
+    }
+
+    /// A configured unit by (normalised) name, as written in a summary table's 推荐单位.
+    pub fn unit_named(&self, name: &str) -> Option<&Unit> {
+        let wanted = crate::core::text::squash(name);
+        if wanted.is_empty() {
+            return None;
+        }
+        self.units.iter().find(|u| {
+            let have = crate::core::text::squash(&u.name);
+            have == wanted || (wanted.len() >= 6 && (have.contains(&wanted) || wanted.contains(&have)))
+        })
+    }
+}
+
+mod rfc3339 {
+    use chrono::{DateTime, FixedOffset};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &DateTime<FixedOffset>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_rfc3339())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text).map_err(|e| {
+            serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time like 2020-09-25T23:59:59+08:00: {e}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_is_the_2020_leshan_campaign() {
+        let c = Config::builtin();
+        assert_eq!(c.campaign.deadline.to_rfc3339(), "2020-09-25T23:59:59+08:00");
+        assert_eq!(c.campaign.quota, 33);
+        assert_eq!(c.units.iter().filter(|u| u.kind.has_minimum()).count(), 12);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn example_file_parses_and_matches_interface_keys() {
+        let text = include_str!("../config/studio-intake.example.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.source.kind, SourceKind::Imap);
+        assert!(c.units.iter().any(|u| u.name == "犍为县总工会"));
+    }
+
+    #[test]
+    fn plain_text_only_to_loopback() {
+        let err = Config::from_toml("[source]\nkind = \"imap\"\nhost = \"imap.qq.com\"\ntls = \"none\"\n").unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        Config::from_toml("[source]\nkind = \"imap\"\nhost = \"127.0.0.1\"\ntls = \"none\"\n").unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_deadline_are_refused() {
+        assert!(Config::from_toml("[campaign]\ndeadlin = \"x\"\n").is_err());
+        let err = Config::from_toml("[campaign]\ndeadline = \"2020-09-25\"\n").unwrap_err();
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn a_sender_belongs_to_one_unit() {
+        let text = "[[units]]\nname=\"A\"\nkind=\"county\"\nsenders=[\"a@x.cn\"]\n[[units]]\nname=\"B\"\nkind=\"system\"\nsenders=[\"A@x.cn\"]\n";
+        assert!(Config::from_toml(text).unwrap_err().to_string().contains("two units"));
+    }
+
+    #[test]
+    fn secret_does_not_print() {
+        let s = Secret("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

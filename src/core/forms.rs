@@ -1,0 +1,878 @@
+//! Attachments → typed records: 附件1 推荐审批表, 附件2 推荐汇总表, 附件3 申报材料 and photos.
+//!
+//! Values are found by their labels, never by coordinates: a label cell is recognised in its
+//! squashed form (no spaces or line breaks, half-width punctuation), its value is the next
+//! *different* cell to the right (merged cells repeat their value, see [`grid::Table`]), and
+//! the fill-in sentences of the form (`共 8 人。其中男 6 人…`) are cut into segments and
+//! matched as label + value + unit.
+
+use serde::Serialize;
+
+use super::grid::{self, Block, Document, Format, Table};
+use super::text::{self, PartialDate, squash};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ApprovalForm,
+    SummaryTable,
+    Materials,
+    Photo,
+    Archive,
+    Other,
+}
+
+impl Kind {
+    pub fn chinese(self) -> &'static str {
+        match self {
+            Kind::ApprovalForm => "附件1 推荐审批表",
+            Kind::SummaryTable => "附件2 推荐汇总表",
+            Kind::Materials => "附件3 申报材料",
+            Kind::Photo => "工作室场景照",
+            Kind::Archive => "压缩包",
+            Kind::Other => "其他文件",
+        }
+    }
+}
+
+/// What a file's name says it is (附件1/审批表 …). Content wins over this.
+pub fn kind_from_name(name: &str) -> Option<Kind> {
+    let n = squash(name).to_lowercase();
+    if n.contains("审批表") || n.contains("附件1") {
+        Some(Kind::ApprovalForm)
+    } else if n.contains("汇总表") || n.contains("附件2") {
+        Some(Kind::SummaryTable)
+    } else if n.contains("申报材料") || n.contains("附件3") || n.contains("材料") {
+        Some(Kind::Materials)
+    } else if n.contains("照") || n.contains("图片") || n.contains("photo") {
+        Some(Kind::Photo)
+    } else {
+        None
+    }
+}
+
+/// What a document's content says it is: the title first, then its structure.
+pub fn kind_from_content(doc: &Document) -> Option<Kind> {
+    // The title sits in the first few paragraphs or the first rows of the first table.
+    let mut head = String::new();
+    for block in doc.blocks.iter().take(12) {
+        match block {
+            Block::Paragraph(p) => head.push_str(&squash(p)),
+            Block::Table(t) => {
+                for row in t.rows.iter().take(3) {
+                    for cell in row {
+                        head.push_str(&squash(cell));
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if head.contains("推荐审批表") {
+        return Some(Kind::ApprovalForm);
+    }
+    if head.contains("推荐汇总表") {
+        return Some(Kind::SummaryTable);
+    }
+    if head.contains("申报材料") {
+        return Some(Kind::Materials);
+    }
+    if doc.tables().any(|t| summary_header(t).is_some()) {
+        return Some(Kind::SummaryTable);
+    }
+    let labels = doc
+        .tables()
+        .flat_map(|t| t.rows.iter().flatten())
+        .filter(|c| {
+            let s = squash(c);
+            s == "创新工作室名称" || s == "创建时间" || s.starts_with("是否荣获过")
+        })
+        .count();
+    if labels >= 2 {
+        return Some(Kind::ApprovalForm);
+    }
+    if text::count_chars(&doc.text()) >= 500 {
+        return Some(Kind::Materials);
+    }
+    None
+}
+
+/// A value found in a form, with where it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Field {
+    pub key: &'static str,
+    /// The label as printed in the notice.
+    pub label: &'static str,
+    /// `None` when the label itself was not found in the file.
+    pub value: Option<String>,
+    /// `表格1 第3行第2列` / `工作表“Sheet1” C3`.
+    pub location: String,
+}
+
+impl Field {
+    pub fn filled(&self) -> Option<&str> {
+        self.value.as_deref().filter(|v| text::is_filled(v))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Required {
+    Always,
+    /// The opinion cells the unions fill by hand after printing.
+    Never,
+    /// 何时获何种劳模称号: only when 是否荣获过劳模和工匠称号 is not 否.
+    WhenTitled,
+}
+
+/// How a field appears on the form.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// A label cell with the value in the next cell (or after a colon in the same cell).
+    Labelled,
+    /// Like `Labelled`, but the value may also be below the label or after it in the same cell
+    /// (the long free-text cells).
+    Block,
+    /// A blank inside a printed sentence: label, value, unit (`共 8 人`).
+    Blank { unit: &'static str },
+}
+
+struct Spec {
+    key: &'static str,
+    label: &'static str,
+    aliases: &'static [&'static str],
+    shape: Shape,
+    required: Required,
+}
+
+const fn lab(key: &'static str, label: &'static str, aliases: &'static [&'static str]) -> Spec {
+    Spec { key, label, aliases, shape: Shape::Labelled, required: Required::Always }
+}
+
+const fn blank(key: &'static str, label: &'static str, aliases: &'static [&'static str], unit: &'static str) -> Spec {
+    Spec { key, label, aliases, shape: Shape::Blank { unit }, required: Required::Always }
+}
+
+/// Every field of 附件1, in the order of the form.
+const APPROVAL_FIELDS: &[Spec] = &[
+    lab("studio_name", "创新工作室名称", &["工作室名称"]),
+    lab("created", "创建时间", &["成立时间", "创建日期"]),
+    lab("unit", "创新工作室所属单位名称", &["所属单位名称", "所属单位"]),
+    lab("leader", "姓名", &["负责人姓名", "带头人姓名"]),
+    lab("leader_workplace", "工作单位及职务", &["工作单位及职务职称", "工作单位"]),
+    lab("gender", "性别", &[]),
+    lab("birth", "出生年月", &["出生日期", "出生年月日"]),
+    lab("native_place", "籍贯", &[]),
+    lab("ethnicity", "民族", &[]),
+    lab("political", "政治面貌", &[]),
+    lab("education", "学历", &["文化程度"]),
+    lab("professional_title", "职称", &[]),
+    lab("tech_grade", "技术等级", &["技能等级"]),
+    lab("titled", "是否荣获过劳模和工匠称号", &["是否荣获过劳模或工匠称号", "是否荣获劳模和工匠称号"]),
+    Spec { key: "when_titled", label: "何时获何种劳模称号", aliases: &["何时获何种称号", "何时获何种劳模和工匠称号"], shape: Shape::Labelled, required: Required::WhenTitled },
+    blank("members", "共…人", &["共"], "人"),
+    blank("male", "男…人", &["其中男", "男"], "人"),
+    blank("female", "女…人", &["女"], "人"),
+    blank("party", "中共党员…人", &["中共党员", "党员"], "人"),
+    blank("avg_age", "平均年龄…岁", &["平均年龄"], "岁"),
+    blank("phd", "博士…人", &["博士"], "人"),
+    blank("master", "硕士…人", &["硕士"], "人"),
+    blank("bachelor", "本科…人", &["本科"], "人"),
+    blank("college", "大专…人", &["大专"], "人"),
+    blank("highschool", "高中（含）以下…人", &["高中(含)以下", "高中及以下", "高中以下"], "人"),
+    blank("senior_technician", "高级技师…人", &["高级技师"], "人"),
+    blank("technician", "技师…人", &["技师"], "人"),
+    blank("senior_worker", "高级工…人", &["高级工"], "人"),
+    blank("mid_worker", "中级工…人", &["中级工"], "人"),
+    blank("junior_worker", "初级工…人", &["初级工"], "人"),
+    blank("assistant_engineer", "助理工程师…人", &["助理工程师"], "人"),
+    blank("engineer", "工程师…人", &["工程师"], "人"),
+    blank("senior_engineer", "高级工程师…人", &["高级工程师"], "人"),
+    blank("researcher", "研究员…人", &["研究员"], "人"),
+    blank("area", "工作场地（所）面积…㎡", &["工作场地(所)面积", "工作场地面积", "场地面积"], "㎡"),
+    blank("equipment", "仪器设备…台（套）", &["仪器设备"], "台(套)"),
+    blank("books", "专业技术书籍资料…册", &["专业技术书籍资料", "书籍资料"], "册"),
+    blank("funding", "年均专项经费…万元", &["年均专项经费", "专项经费"], "万元"),
+    blank("training", "年均技能培训…人次", &["年均技能培训", "技能培训"], "人次"),
+    blank("achievements", "创新成果…项", &["创新成果"], "项"),
+    blank("transformed", "成果转化…项", &["成果转化"], "项"),
+    blank("utility_patents", "实用新型专利…项", &["实用新型专利"], "项"),
+    blank("invention_patents", "发明专利…项", &["发明专利"], "项"),
+    blank("benefit", "创新成果节创经济效益累计…万元", &["创新成果节创经济效益累计", "节创经济效益累计", "节创经济效益"], "万元"),
+    blank("awards_intl", "国际级…项", &["国际级"], "项"),
+    blank("awards_national", "国家级…项", &["国家级"], "项"),
+    blank("awards_provincial", "省部级…项", &["省部级"], "项"),
+    blank("awards_city", "地市级…项", &["地市级"], "项"),
+    blank("awards_total", "共计…项", &["共计"], "项"),
+    Spec { key: "intro", label: "创新工作室简介及主要先进事迹", aliases: &["简介及主要先进事迹", "工作室简介"], shape: Shape::Block, required: Required::Always },
+    Spec { key: "opinion_unit", label: "所在单位工会意见", aliases: &[], shape: Shape::Block, required: Required::Never },
+    Spec { key: "opinion_county", label: "县（市、区）总工会意见", aliases: &["县(市、区)总工会意见"], shape: Shape::Block, required: Required::Never },
+    Spec { key: "opinion_city", label: "乐山市总工会意见", aliases: &[], shape: Shape::Block, required: Required::Never },
+];
+
+/// Labels of the form that head a block and are never values.
+const SECTION_LABELS: &[&str] = &[
+    "创新工作室负责人(带头人)基本情况",
+    "创新工作室基本情况",
+    "创新工作室获奖情况",
+];
+
+pub fn required(key: &str) -> Required {
+    APPROVAL_FIELDS.iter().find(|s| s.key == key).map(|s| s.required).unwrap_or(Required::Always)
+}
+
+/// 附件1 推荐审批表 as read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalForm {
+    pub file: String,
+    pub fields: Vec<Field>,
+}
+
+impl ApprovalForm {
+    pub fn field(&self, key: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.key == key)
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.field(key).and_then(Field::filled)
+    }
+    pub fn number(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(text::parse_number)
+    }
+    pub fn date(&self, key: &str) -> Option<PartialDate> {
+        self.get(key).and_then(text::parse_date)
+    }
+    pub fn location(&self, key: &str) -> String {
+        self.field(key).map(|f| f.location.clone()).unwrap_or_default()
+    }
+    pub fn studio_name(&self) -> Option<&str> {
+        self.get("studio_name")
+    }
+    pub fn leader(&self) -> Option<&str> {
+        self.get("leader")
+    }
+    /// 否 in 是否荣获过劳模和工匠称号.
+    pub fn leader_untitled(&self) -> bool {
+        self.get("titled").is_some_and(|v| {
+            let v = squash(v);
+            v.starts_with('否') || v == "无" || v.starts_with("没有") || v.eq_ignore_ascii_case("no")
+        })
+    }
+}
+
+/// One cell as the label walk sees it.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    table: &'a Table,
+    row: usize,
+    col: usize,
+}
+
+impl At<'_> {
+    fn text(&self) -> &str {
+        &self.table.rows[self.row][self.col]
+    }
+    fn location(&self) -> String {
+        format!("{} {}", self.table.label, self.table.cell_ref(self.row, self.col))
+    }
+}
+
+/// Does a squashed cell text carry this label? Returns the text after the label when the
+/// cell holds `label：value` or `label（remark）value`.
+fn label_match(cell: &str, alias: &str) -> Option<String> {
+    let alias = squash(alias);
+    if cell == alias {
+        return Some(String::new());
+    }
+    let rest = cell.strip_prefix(alias.as_str())?;
+    let rest = rest.trim_start_matches([':', '：']);
+    // A remark in brackets right after the label, e.g. （600字以内）.
+    let rest = if rest.starts_with('(') {
+        match rest.find(')') {
+            Some(i) => &rest[i + 1..],
+            None => rest,
+        }
+    } else if cell.len() > alias.len() && !cell[alias.len()..].starts_with([':', '：', '(']) {
+        // `姓名张明` is not `姓名` (could be another label such as 姓名拼音): only accept a
+        // separator after the label.
+        return None;
+    } else {
+        rest
+    };
+    Some(rest.trim_start_matches([':', '：']).to_owned())
+}
+
+fn all_cells(doc: &Document) -> impl Iterator<Item = At<'_>> {
+    doc.tables().flat_map(|t| {
+        t.rows
+            .iter()
+            .enumerate()
+            .flat_map(move |(r, row)| (0..row.len()).map(move |c| At { table: t, row: r, col: c }))
+    })
+}
+
+fn is_any_label(squashed: &str) -> bool {
+    if squashed.is_empty() {
+        return false;
+    }
+    SECTION_LABELS.contains(&squashed)
+        || APPROVAL_FIELDS.iter().any(|s| {
+            !matches!(s.shape, Shape::Blank { .. })
+                && std::iter::once(s.label).chain(s.aliases.iter().copied()).any(|a| {
+                    let a = squash(a);
+                    squashed == a || (squashed.starts_with(&a) && squashed[a.len()..].starts_with('('))
+                })
+        })
+}
+
+/// Tables of a document, or for text-only documents (PDF through pdftotext) a table made of
+/// its lines, cells split at runs of two or more spaces.
+fn tables_of(doc: &Document) -> Document {
+    if doc.tables().next().is_some() {
+        return doc.clone();
+    }
+    let rows: Vec<Vec<String>> = doc
+        .paragraphs()
+        .flat_map(|p| p.lines().map(str::to_owned).collect::<Vec<_>>())
+        .map(|line| {
+            let line = text::halfwidth(&line);
+            let mut cells = Vec::new();
+            let mut current = String::new();
+            let mut spaces = 0;
+            for c in line.chars() {
+                if c == ' ' || c == '\t' {
+                    spaces += if c == '\t' { 2 } else { 1 };
+                } else {
+                    if spaces >= 2 && !current.is_empty() {
+                        cells.push(std::mem::take(&mut current));
+                    } else if spaces == 1 {
+                        current.push(' ');
+                    }
+                    spaces = 0;
+                    current.push(c);
+                }
+            }
+            if !current.is_empty() {
+                cells.push(current);
+            }
+            cells
+        })
+        .filter(|r| !r.is_empty())
+        .collect();
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let rows = rows.into_iter().map(|mut r| { r.resize(width, String::new()); r }).collect();
+    Document {
+        format: doc.format,
+        blocks: vec![Block::Table(Table { label: "正文".into(), is_sheet: false, rows })],
+        embedded_images: doc.embedded_images,
+    }
+}
+
+/// Parse 附件1 from a document (docx, xlsx, converted doc or PDF text).
+pub fn parse_approval_form(file: &str, doc: &Document) -> ApprovalForm {
+    let doc = tables_of(doc);
+    let mut fields: Vec<Field> = Vec::new();
+    for spec in APPROVAL_FIELDS.iter().filter(|s| !matches!(s.shape, Shape::Blank { .. })) {
+        fields.push(find_labelled(&doc, spec));
+    }
+    fields.extend(find_blanks(&doc));
+    ApprovalForm { file: file.to_owned(), fields }
+}
+
+fn find_labelled(doc: &Document, spec: &Spec) -> Field {
+    let names: Vec<&str> = std::iter::once(spec.label).chain(spec.aliases.iter().copied()).collect();
+    for name in names {
+        for at in all_cells(doc) {
+            let cell = squash(at.text());
+            let Some(inline) = label_match(&cell, name) else { continue };
+            // The same label repeated by a merge to the left: only take the first cell.
+            if at.col > 0 && squash(&at.table.rows[at.row][at.col - 1]) == cell {
+                continue;
+            }
+            let original = at.text().to_owned();
+            if !inline.is_empty() && !is_any_label(&inline) {
+                let value = original_after_label(&original, name);
+                return Field { key: spec.key, label: spec.label, value: Some(value), location: at.location() };
+            }
+            let row = &at.table.rows[at.row];
+            let right = (at.col + 1..row.len()).find(|&c| squash(&row[c]) != cell);
+            if let Some(c) = right {
+                let value_at = At { table: at.table, row: at.row, col: c };
+                let v = squash(value_at.text());
+                if !is_any_label(&v) && !(matches!(spec.shape, Shape::Block) && v.is_empty()) {
+                    return Field { key: spec.key, label: spec.label, value: Some(value_at.text().trim().to_owned()), location: value_at.location() };
+                }
+            }
+            if matches!(spec.shape, Shape::Block) {
+                // Free text below the label (the 简介 box).
+                if let Some(below) = at.table.rows.get(at.row + 1) {
+                    let value_at = At { table: at.table, row: at.row + 1, col: at.col.min(below.len().saturating_sub(1)) };
+                    let v = squash(value_at.text());
+                    if !below.is_empty() && !is_any_label(&v) {
+                        return Field { key: spec.key, label: spec.label, value: Some(value_at.text().trim().to_owned()), location: value_at.location() };
+                    }
+                }
+            }
+            return Field { key: spec.key, label: spec.label, value: Some(String::new()), location: at.location() };
+        }
+    }
+    Field { key: spec.key, label: spec.label, value: None, location: format!("未找到“{}”一栏", spec.label) }
+}
+
+/// The text after a label in the original (unsquashed) cell, keeping the writer's spacing.
+fn original_after_label(original: &str, label: &str) -> String {
+    let label: Vec<char> = squash(label).chars().collect();
+    let mut matched = 0;
+    let mut cut = 0;
+    for (i, c) in original.char_indices() {
+        if matched == label.len() {
+            cut = i;
+            break;
+        }
+        let hc = text::halfwidth(&c.to_string()).chars().next().unwrap_or(c);
+        if hc.is_whitespace() {
+            continue;
+        }
+        if hc == label[matched] {
+            matched += 1;
+            cut = i + c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    let rest = original[cut..].trim_start();
+    let rest = rest.trim_start_matches([':', '：', ' ']);
+    let rest = if rest.starts_with(['(', '（']) {
+        match rest.find([')', '）']) {
+            Some(i) => &rest[i + rest[i..].chars().next().map_or(1, char::len_utf8)..],
+            None => rest,
+        }
+    } else {
+        rest
+    };
+    rest.trim_start_matches([':', '：']).trim().to_owned()
+}
+
+/// Fill-in sentences: cut every distinct cell (and the text of a table-less document) into
+/// segments at Chinese punctuation, then read `label value unit` from each segment.
+fn find_blanks(doc: &Document) -> Vec<Field> {
+    let specs: Vec<&Spec> = APPROVAL_FIELDS.iter().filter(|s| matches!(s.shape, Shape::Blank { .. })).collect();
+    // (alias, spec) longest alias first, so 高级工程师 wins over 高级工 and 共计 over 共.
+    let mut aliases: Vec<(String, &Spec)> = specs
+        .iter()
+        .flat_map(|s| s.aliases.iter().map(move |a| (squash(a), *s)))
+        .collect();
+    aliases.sort_by_key(|(a, _)| std::cmp::Reverse(a.chars().count()));
+    let mut found: Vec<Option<Field>> = vec![None; specs.len()];
+    let mut previous = String::new();
+    for at in all_cells(doc) {
+        let cell = squash(at.text());
+        if cell.is_empty() || cell == previous || is_any_label(&cell) {
+            continue;
+        }
+        previous = cell.clone();
+        for segment in segments(&cell) {
+            let segment = segment.strip_prefix("其中").unwrap_or(segment);
+            for (alias, spec) in &aliases {
+                let Shape::Blank { unit } = spec.shape else { continue };
+                let Some(rest) = segment.strip_prefix(alias.as_str()) else { continue };
+                let unit = squash(unit);
+                let (value, had_unit) = match rest.strip_suffix(unit.as_str()) {
+                    Some(v) => (v, true),
+                    None => (strip_any_unit(rest), rest != strip_any_unit(rest)),
+                };
+                // A blank holds a number (`8`, `约300`, `八`, `无`), not prose that happens to
+                // start with a label (`共完成创新项目12项`).
+                let words = value.chars().filter(|c| !c.is_ascii_digit() && !matches!(c, '.' | ',' | '-')).count();
+                let value_like = value.is_empty() || (text::parse_number(value).is_some() && words <= 3) || (words <= 2 && !value.chars().any(|c| c.is_ascii_alphabetic()));
+                if !value_like || (value.is_empty() && !had_unit) {
+                    continue;
+                }
+                let i = specs.iter().position(|s| std::ptr::eq(*s, *spec)).expect("spec from list");
+                if found[i].is_none() {
+                    found[i] = Some(Field { key: spec.key, label: spec.label, value: Some(value.to_owned()), location: at.location() });
+                }
+                break;
+            }
+        }
+    }
+    specs
+        .iter()
+        .zip(found)
+        .map(|(spec, f)| {
+            f.unwrap_or(Field { key: spec.key, label: spec.label, value: None, location: format!("未找到“{}”", spec.label) })
+        })
+        .collect()
+}
+
+fn strip_any_unit(s: &str) -> &str {
+    for unit in ["平方米", "平米", "m2", "m²", "㎡", "台(套)", "台/套", "台套", "台", "套", "册", "万元", "人次", "人", "项", "岁", "名", "个"] {
+        if let Some(v) = s.strip_suffix(unit) {
+            return v;
+        }
+    }
+    s
+}
+
+/// Cut at sentence punctuation; a comma between digits (`1,200`) is a thousands separator.
+fn segments(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = s.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        let digit_around = k > 0
+            && chars[k - 1].1.is_ascii_digit()
+            && chars.get(k + 1).is_some_and(|(_, n)| n.is_ascii_digit());
+        if matches!(c, '，' | '。' | '；' | ';' | '、' | ':' | '：') || (c == ',' && !digit_around) {
+            if i > start {
+                out.push(&s[start..i]);
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
+/// Columns of 附件2, in the notice's order.
+pub const SUMMARY_COLUMNS: &[(&str, &str)] = &[
+    ("rank", "序号"),
+    ("unit", "创新工作室所属单位名称"),
+    ("studio_name", "创新工作室名称"),
+    ("created", "创建时间"),
+    ("leader", "姓名"),
+    ("leader_workplace", "工作单位及职务"),
+    ("titled", "是否荣获各级各类劳动模范(先进工作者)、工匠称号"),
+    ("phone", "联系电话"),
+    ("members", "创新工作室成员人数（人）"),
+    ("area", "工作场地面积（㎡）"),
+    ("equipment", "仪器设备（台/套）"),
+    ("funding", "年均专项经费（万元）"),
+    ("projects", "创新课题或攻关项目累计（项）"),
+    ("achievements", "创新成果数累计（项）"),
+    ("patents", "专利数累计（项）"),
+    ("benefit", "创新成果转化应用节创经济效益累计（万元）"),
+];
+
+/// Which column a header text names. Most specific first: 经济效益 before 创新成果, 所属单位
+/// before 工作室名称.
+fn summary_column(header: &str) -> Option<&'static str> {
+    let h = squash(header);
+    let rules: &[(&str, &[&str])] = &[
+        ("rank", &["序号", "排序", "排名"]),
+        ("benefit", &["经济效益", "节创"]),
+        ("unit", &["所属单位"]),
+        ("studio_name", &["工作室名称", "名称"]),
+        ("created", &["创建时间", "成立时间"]),
+        ("titled", &["是否荣获", "劳动模范", "称号"]),
+        ("leader_workplace", &["工作单位", "职务"]),
+        ("leader", &["姓名"]),
+        ("phone", &["电话", "手机"]),
+        ("members", &["成员人数", "人数"]),
+        ("area", &["面积"]),
+        ("equipment", &["仪器设备", "设备"]),
+        ("funding", &["经费"]),
+        ("projects", &["课题", "攻关项目"]),
+        ("achievements", &["成果数", "创新成果"]),
+        ("patents", &["专利"]),
+    ];
+    rules.iter().find(|(_, keys)| keys.iter().any(|k| h.contains(k))).map(|(k, _)| *k)
+}
+
+pub fn summary_column_label(key: &str) -> &'static str {
+    SUMMARY_COLUMNS.iter().find(|(k, _)| *k == key).map(|(_, l)| *l).unwrap_or("")
+}
+
+/// The header of 附件2 in a table: (first header row, last header row, column of each key).
+fn summary_header(t: &Table) -> Option<(usize, usize, Vec<(&'static str, usize)>)> {
+    for (r, row) in t.rows.iter().enumerate().take(40) {
+        let squashed: Vec<String> = row.iter().map(|c| squash(c)).collect();
+        let has_rank = squashed.iter().any(|c| c == "序号" || c == "排序");
+        let has_name = squashed.iter().any(|c| c.contains("工作室名称"));
+        if !(has_rank && has_name) {
+            continue;
+        }
+        // A second header row when the next row names sub-columns (姓名 …).
+        let second = t.rows.get(r + 1).filter(|next| {
+            next.iter().any(|c| {
+                let c = squash(c);
+                c == "姓名" || c.contains("成员人数") || c.contains("面积")
+            })
+        });
+        let last = if second.is_some() { r + 1 } else { r };
+        let mut columns: Vec<(&'static str, usize)> = Vec::new();
+        for c in 0..row.len() {
+            let lower = second.and_then(|s| s.get(c)).map(String::as_str).unwrap_or("");
+            let upper = &row[c];
+            // The sub-header is the more specific one, unless it merely repeats the upper cell.
+            let key = summary_column(lower).filter(|_| squash(lower) != squash(upper)).or_else(|| summary_column(upper));
+            if let Some(key) = key
+                && !columns.iter().any(|(k, _)| *k == key)
+            {
+                columns.push((key, c));
+            }
+        }
+        return Some((r, last, columns));
+    }
+    None
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryRow {
+    /// 1-based row as the user sees it (spreadsheet row number or table row).
+    pub row_label: String,
+    pub cells: Vec<Field>,
+}
+
+impl SummaryRow {
+    pub fn cell(&self, key: &str) -> Option<&Field> {
+        self.cells.iter().find(|f| f.key == key)
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.cell(key).and_then(Field::filled)
+    }
+}
+
+/// 附件2 推荐汇总表 as read.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryTable {
+    pub file: String,
+    pub recommending_unit: Option<String>,
+    pub filler: Option<String>,
+    /// Where the 推荐单位/填报人 line is (or where it should be).
+    pub header_location: String,
+    pub rows: Vec<SummaryRow>,
+    /// False when no header row (序号 … 创新工作室名称) was found.
+    pub has_header: bool,
+}
+
+pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
+    let mut out = SummaryTable {
+        file: file.to_owned(),
+        recommending_unit: None,
+        filler: None,
+        header_location: "表头".into(),
+        rows: Vec::new(),
+        has_header: false,
+    };
+    // 推荐单位/填报人 may be a paragraph before the table (docx) or a row above the header.
+    let mut before_header: Vec<(String, String)> = Vec::new();
+    for block in &doc.blocks {
+        match block {
+            Block::Paragraph(p) => before_header.push((p.clone(), "表格上方".into())),
+            Block::Table(t) => {
+                let header = summary_header(t);
+                let stop = header.as_ref().map(|h| h.0).unwrap_or(t.rows.len().min(5));
+                for (r, row) in t.rows.iter().enumerate().take(stop) {
+                    let mut line = String::new();
+                    for (c, cell) in row.iter().enumerate() {
+                        if c == 0 || *cell != row[c - 1] {
+                            line.push_str(cell);
+                            line.push_str("  ");
+                        }
+                    }
+                    before_header.push((line, format!("{} {}", t.label, t.cell_ref(r, 0))));
+                }
+                if let Some((_, last, columns)) = header {
+                    out.has_header = true;
+                    for (r, row) in t.rows.iter().enumerate().skip(last + 1) {
+                        let first = squash(row.first().map(String::as_str).unwrap_or(""));
+                        if first.starts_with("填表要求") || first.starts_with("填表说明") || first.starts_with("注") && first.len() > 6 {
+                            break;
+                        }
+                        let cells: Vec<Field> = columns
+                            .iter()
+                            .map(|&(key, c)| Field {
+                                key,
+                                label: summary_column_label(key),
+                                value: Some(row.get(c).cloned().unwrap_or_default()),
+                                location: format!("{} {}", t.label, t.cell_ref(r, c)),
+                            })
+                            .collect();
+                        // A studio row has something besides 序号 (the template's blank rows
+                        // sometimes carry pre-printed numbers).
+                        let content = cells.iter().any(|f| f.key != "rank" && f.filled().is_some());
+                        if content {
+                            out.rows.push(SummaryRow { row_label: t.cell_ref(r, 0), cells });
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    for (line, location) in &before_header {
+        let line = text::halfwidth(line);
+        if let Some(i) = line.find("推荐单位") {
+            out.header_location = location.clone();
+            let rest = &line[i + "推荐单位".len()..];
+            let rest = rest.trim_start().trim_start_matches("(盖章)").trim_start_matches("（盖章）");
+            let rest = rest.trim_start().trim_start_matches([':', '：']);
+            let end = ["填报人", "联系电话", "填报日期", "日期"].iter().filter_map(|k| rest.find(k)).min().unwrap_or(rest.len());
+            let unit = rest[..end].trim().trim_end_matches([':', '：', ' ']).trim();
+            out.recommending_unit = Some(unit.to_owned()).filter(|u| text::is_filled(u));
+        }
+        if let Some(i) = line.find("填报人") {
+            let rest = line[i + "填报人".len()..].trim_start().trim_start_matches([':', '：']);
+            let end = ["联系电话", "电话", "填报日期", "日期"].iter().filter_map(|k| rest.find(k)).min().unwrap_or(rest.len());
+            let filler = rest[..end].trim().trim_end_matches([':', '：', ' ']).trim();
+            out.filler = Some(filler.to_owned()).filter(|f| text::is_filled(f));
+        }
+    }
+    out
+}
+
+/// 附件3 申报材料 as read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Materials {
+    pub file: String,
+    /// Characters as the notice counts them.
+    pub chars: usize,
+    /// Which of the three outline headings are present.
+    pub headings: [bool; 3],
+    #[serde(skip)]
+    pub text: String,
+}
+
+pub const OUTLINE: [&str; 3] = ["一、基本情况", "二、近两年工作情况", "三、近两年主要成效"];
+
+pub fn parse_materials(file: &str, doc: &Document) -> Materials {
+    let text = doc.text();
+    let squashed = squash(&text);
+    // Headings by meaning: the numbering style varies (一、 一. （一）), the words do not.
+    let keys: [&[&str]; 3] = [&["基本情况"], &["工作情况", "近两年工作", "日常运作"], &["主要成效", "工作成效", "近两年成效"]];
+    let mut headings = [false; 3];
+    for (i, k) in keys.iter().enumerate() {
+        headings[i] = k.iter().any(|k| squashed.contains(k));
+    }
+    Materials { file: file.to_owned(), chars: text::count_chars(&text), headings, text }
+}
+
+/// A scene photo as read: format and pixel size, or why it is not an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Photo {
+    pub file: String,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Read a photo's format and dimensions from its header; `Err` says why it is not an image.
+pub fn parse_photo(file: &str, data: &[u8]) -> Result<Photo, String> {
+    if data.is_empty() {
+        return Err("文件为空".into());
+    }
+    let format = grid::sniff(file, data);
+    let size = imagesize::blob_size(data).map_err(|e| format!("无法识别为图片（{e}）"))?;
+    if size.width == 0 || size.height == 0 {
+        return Err("图片尺寸为0".into());
+    }
+    // A JPEG cut short still has its header: make sure the data at least has an end.
+    if format == Format::Jpeg && !data.ends_with(&[0xff, 0xd9]) && !data[data.len().saturating_sub(64)..].windows(2).any(|w| w == [0xff, 0xd9]) {
+        return Err("JPEG 文件不完整（被截断）".into());
+    }
+    if format == Format::Png && !data.windows(4).rev().take(64).any(|w| w == b"IEND") {
+        return Err("PNG 文件不完整（被截断）".into());
+    }
+    Ok(Photo { file: file.to_owned(), format, width: size.width as u32, height: size.height as u32 })
+}
+
+pub fn is_image(format: Format) -> bool {
+    matches!(format, Format::Jpeg | Format::Png | Format::Gif | Format::Bmp | Format::Webp | Format::Heic | Format::Tiff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[&[&str]]) -> Document {
+        Document {
+            format: Format::Docx,
+            blocks: vec![Block::Table(Table {
+                label: "表格1".into(),
+                is_sheet: false,
+                rows: rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect(),
+            })],
+            embedded_images: 0,
+        }
+    }
+
+    #[test]
+    fn labels_with_breaks_and_merged_values() {
+        let doc = table(&[
+            &["创新工作室名称", "甲公司张三劳模和工匠人才创新工作室", "甲公司张三劳模和工匠人才创新工作室", "创建时间", "2016.5"],
+            &["创新工\n作室基\n本情况", "共 8 人。其中男 6 人，女 2 人，中共党员 3 人。平均年龄 38 岁。", "", "", ""],
+            &["创新工\n作室基\n本情况", "高级技师 1 人，技师 2 人，高级工 3 人；助理工程师 1 人，工程师 1 人，高级工程师 0 人，研究员 0 人。", "", "", ""],
+            &["姓名", "张三", "工作单位及\n职务", "甲公司 班长", ""],
+        ]);
+        let f = parse_approval_form("a.docx", &doc);
+        assert_eq!(f.get("studio_name"), Some("甲公司张三劳模和工匠人才创新工作室"));
+        assert_eq!(f.get("created"), Some("2016.5"));
+        assert_eq!(f.number("members"), Some(8.0));
+        assert_eq!(f.number("female"), Some(2.0));
+        assert_eq!(f.number("avg_age"), Some(38.0));
+        assert_eq!(f.number("senior_worker"), Some(3.0));
+        assert_eq!(f.number("engineer"), Some(1.0));
+        assert_eq!(f.number("senior_engineer"), Some(0.0));
+        assert_eq!(f.get("leader_workplace"), Some("甲公司 班长"));
+        assert_eq!(f.location("leader"), "表格1 第4行第2列");
+        // Labels that are not on this small table are reported as not found.
+        assert_eq!(f.field("native_place").unwrap().value, None);
+    }
+
+    #[test]
+    fn empty_blanks_are_found_but_empty() {
+        let doc = table(&[&["创新工作室基本情况", "共    人。其中男    人，女    人，中共党员    人。平均年龄     岁。"]]);
+        let f = parse_approval_form("a.docx", &doc);
+        let members = f.field("members").unwrap();
+        assert_eq!(members.value.as_deref(), Some(""));
+        assert!(members.filled().is_none());
+    }
+
+    #[test]
+    fn value_after_colon_in_the_same_cell() {
+        let doc = table(&[&["姓名：李四", "性别：女"]]);
+        let f = parse_approval_form("a.xlsx", &doc);
+        assert_eq!(f.get("leader"), Some("李四"));
+        assert_eq!(f.get("gender"), Some("女"));
+    }
+
+    #[test]
+    fn summary_two_row_header() {
+        let doc = table(&[
+            &["乐山市劳模和工匠人才创新工作室推荐汇总表"; 6],
+            &["推荐单位（盖章）：犍为县总工会        填报人：李华"; 6],
+            &["序号", "创新工作室所属单位名称", "创新工作室名称", "创建时间", "创新工作室负责人（带头人）基本情况", "创新工作室工作开展基本情况"],
+            &["序号", "创新工作室所属单位名称", "创新工作室名称", "创建时间", "姓名", "创新工作室成员人数（人）"],
+            &["1", "甲公司", "甲公司张三劳模和工匠人才创新工作室", "2016.05", "张三", "8"],
+            &["", "", "", "", "", ""],
+            &["填表要求：1.以上项目须逐项如实填写，不得漏项。", "", "", "", "", ""],
+        ]);
+        let s = parse_summary_table("b.xlsx", &doc);
+        assert!(s.has_header);
+        assert_eq!(s.recommending_unit.as_deref(), Some("犍为县总工会"));
+        assert_eq!(s.filler.as_deref(), Some("李华"));
+        assert_eq!(s.rows.len(), 1);
+        assert_eq!(s.rows[0].get("leader"), Some("张三"));
+        assert_eq!(s.rows[0].get("members"), Some("8"));
+        assert_eq!(s.rows[0].get("rank"), Some("1"));
+    }
+
+    #[test]
+    fn summary_columns_by_meaning() {
+        assert_eq!(summary_column("创新成果转化应用节创经济效益累计（万元）"), Some("benefit"));
+        assert_eq!(summary_column("创新成果数累计（项）"), Some("achievements"));
+        assert_eq!(summary_column("创新工作室所属单位名称"), Some("unit"));
+        assert_eq!(summary_column("创新工作室名称"), Some("studio_name"));
+        assert_eq!(summary_column("是否荣获各级各类劳动模范(先进工作者)、工匠称号，若是，请注明何年获何种劳动模范称号"), Some("titled"));
+        assert_eq!(summary_column("工作场地面积（㎡）"), Some("area"));
+    }
+
+    #[test]
+    fn kind_by_name() {
+        assert_eq!(kind_from_name("附件1：张明劳模创新工作室推荐审批表.docx"), Some(Kind::ApprovalForm));
+        assert_eq!(kind_from_name("附件2-推荐汇总表.xlsx"), Some(Kind::SummaryTable));
+        assert_eq!(kind_from_name("申报材料.docx"), Some(Kind::Materials));
+        assert_eq!(kind_from_name("x.docx"), None);
+    }
+}

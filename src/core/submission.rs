@@ -1,0 +1,367 @@
+//! One e-mail → what it submits: every attachment classified and parsed, and the studios it
+//! recommends with the files that belong to each.
+
+use serde::Serialize;
+
+use super::Unreadable;
+use super::forms::{self, ApprovalForm, Kind, Materials, Photo, SummaryTable};
+use super::grid::{self, Converters, Format};
+use super::mime::Attachment;
+use super::text::{self, PartialDate, squash};
+use super::Limits;
+
+/// One attachment as the JSON of `check` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentInfo {
+    pub file: String,
+    pub kind: Kind,
+    pub studio: Option<String>,
+    #[serde(skip)]
+    pub problem: Option<Unreadable>,
+    /// What the name says it is (for an unreadable file: which part is missing because of it).
+    #[serde(skip)]
+    pub named_kind: Option<Kind>,
+    #[serde(skip)]
+    hints: Vec<String>,
+}
+
+/// A form that came only as a picture or an image-only PDF (`form.not_typed`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NotTyped {
+    pub file: String,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BadPhoto {
+    pub file: String,
+    pub reason: String,
+}
+
+/// A studio the submission recommends, with the indexes of its parts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Studio {
+    pub name: String,
+    pub unit: Option<String>,
+    pub leader: Option<String>,
+    pub created: Option<String>,
+    pub members: Option<u32>,
+    pub rank: Option<u32>,
+    pub has_approval_form: bool,
+    pub has_summary_row: bool,
+    pub has_materials: bool,
+    pub has_photo: bool,
+    #[serde(skip)]
+    pub form: Option<usize>,
+    /// (summary table index, row index)
+    #[serde(skip)]
+    pub row: Option<(usize, usize)>,
+    #[serde(skip)]
+    pub materials: Vec<usize>,
+    #[serde(skip)]
+    pub photos: Vec<usize>,
+    #[serde(skip)]
+    pub bad_photos: Vec<usize>,
+    #[serde(skip)]
+    pub not_typed: Vec<usize>,
+    /// Kinds of this studio's files that could not be read.
+    #[serde(skip)]
+    pub unreadable: Vec<Kind>,
+}
+
+impl Studio {
+    fn new(name: String) -> Studio {
+        Studio {
+            name,
+            unit: None,
+            leader: None,
+            created: None,
+            members: None,
+            rank: None,
+            has_approval_form: false,
+            has_summary_row: false,
+            has_materials: false,
+            has_photo: false,
+            form: None,
+            row: None,
+            materials: Vec::new(),
+            photos: Vec::new(),
+            bad_photos: Vec::new(),
+            not_typed: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// The name without the notice's suffix: what people write in file names.
+    fn short_name(&self) -> String {
+        let n = squash(&self.name);
+        for suffix in ["劳模和工匠人才创新工作室", "劳模创新工作室", "创新工作室", "工作室"] {
+            if let Some(s) = n.strip_suffix(suffix) {
+                return s.to_owned();
+            }
+        }
+        n
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Submission {
+    pub attachments: Vec<AttachmentInfo>,
+    pub forms: Vec<ApprovalForm>,
+    pub summaries: Vec<SummaryTable>,
+    pub materials: Vec<Materials>,
+    pub photos: Vec<Photo>,
+    pub bad_photos: Vec<BadPhoto>,
+    pub not_typed: Vec<NotTyped>,
+    pub studios: Vec<Studio>,
+}
+
+/// Images smaller than this that sit inline in the body are signatures and logos, not photos.
+const SIGNATURE_MAX_SIDE: u32 = 300;
+
+/// Classify and parse every attachment, then group the parts by studio.
+pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Converters) -> Submission {
+    let mut sub = Submission::default();
+    // Where each parsed item came from, to attach it to a studio later.
+    let mut material_of: Vec<usize> = Vec::new();
+    let mut photo_of: Vec<usize> = Vec::new();
+    let mut bad_photo_of: Vec<usize> = Vec::new();
+    let mut not_typed_of: Vec<usize> = Vec::new();
+    for att in attachments {
+        let named_kind = forms::kind_from_name(&att.file_name);
+        let mut hints = att.context.clone();
+        hints.push(att.file_name.clone());
+        let mut info = AttachmentInfo {
+            file: att.name.clone(),
+            kind: named_kind.unwrap_or(Kind::Other),
+            studio: None,
+            problem: att.problem.clone(),
+            named_kind,
+            hints,
+        };
+        let format = grid::sniff(&att.file_name, &att.data);
+        if info.problem.is_some() {
+            if format == Format::Zip || att.content_type.contains("zip") {
+                info.kind = Kind::Archive;
+            }
+            sub.attachments.push(info);
+            continue;
+        }
+        let index = sub.attachments.len();
+        match format {
+            Format::Zip => info.kind = Kind::Archive,
+            Format::OtherArchive => {
+                info.kind = Kind::Archive;
+                info.problem = Some(Unreadable::Unsupported {
+                    format: "RAR/7z 等压缩包".into(),
+                    resend_as: "ZIP压缩包或直接以附件".into(),
+                });
+            }
+            f if forms::is_image(f) || image_by_name(&att.file_name) => {
+                match named_kind {
+                    Some(k @ (Kind::ApprovalForm | Kind::SummaryTable | Kind::Materials)) => {
+                        info.kind = k;
+                        not_typed_of.push(index);
+                        sub.not_typed.push(NotTyped { file: att.name.clone(), kind: k });
+                    }
+                    _ => match forms::parse_photo(&att.name, &att.data) {
+                        Ok(p) if att.inline_cid && p.width.min(p.height) < SIGNATURE_MAX_SIDE => info.kind = Kind::Other,
+                        Ok(p) => {
+                            info.kind = Kind::Photo;
+                            photo_of.push(index);
+                            sub.photos.push(p);
+                        }
+                        Err(reason) => {
+                            info.kind = Kind::Photo;
+                            bad_photo_of.push(index);
+                            sub.bad_photos.push(BadPhoto { file: att.name.clone(), reason });
+                        }
+                    },
+                }
+            }
+            Format::Docx | Format::Xlsx | Format::Xls | Format::Ods | Format::Odt | Format::Doc | Format::Pdf | Format::Encrypted => {
+                match grid::read(&att.file_name, &att.data, limits, converters) {
+                    Err(problem) => info.problem = Some(problem),
+                    Ok(doc) => {
+                        let kind = forms::kind_from_content(&doc).or(named_kind).unwrap_or(Kind::Other);
+                        info.kind = kind;
+                        let no_text = text::count_chars(&doc.text()) == 0;
+                        if no_text && matches!(kind, Kind::ApprovalForm | Kind::SummaryTable) {
+                            // A scan pasted into Word or saved as PDF.
+                            not_typed_of.push(index);
+                            sub.not_typed.push(NotTyped { file: att.name.clone(), kind });
+                        } else {
+                            match kind {
+                                Kind::ApprovalForm => {
+                                    let form = forms::parse_approval_form(&att.name, &doc);
+                                    if let Some(n) = form.studio_name() {
+                                        info.studio = Some(n.trim().to_owned());
+                                    }
+                                    sub.forms.push(form);
+                                }
+                                Kind::SummaryTable => sub.summaries.push(forms::parse_summary_table(&att.name, &doc)),
+                                Kind::Materials => {
+                                    let m = forms::parse_materials(&att.name, &doc);
+                                    // The studio or leader named early in the text identifies it.
+                                    info.hints.push(m.text.chars().take(400).collect());
+                                    material_of.push(index);
+                                    sub.materials.push(m);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        sub.attachments.push(info);
+    }
+    group_by_studio(&mut sub, &material_of, &photo_of, &bad_photo_of, &not_typed_of);
+    sub
+}
+
+fn image_by_name(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    [".jpg", ".jpeg", ".png", ".heic", ".heif", ".bmp", ".gif", ".webp", ".tif", ".tiff"].iter().any(|e| lower.ends_with(e))
+}
+
+fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
+    let n = squash(name);
+    if !n.is_empty() && squash(&a.name) == n {
+        return true;
+    }
+    if let (Some(x), Some(y)) = (a.leader.as_deref(), leader)
+        && squash(x) == squash(y)
+        && !squash(x).is_empty()
+    {
+        return true;
+    }
+    let short = a.short_name();
+    short.chars().count() >= 4 && (n.contains(&short) || squash(&a.name).contains(&n) && n.chars().count() >= 4)
+}
+
+fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usize], bad_photo_of: &[usize], not_typed_of: &[usize]) {
+    let mut studios: Vec<Studio> = Vec::new();
+    for (i, form) in sub.forms.iter().enumerate() {
+        let name = form
+            .studio_name()
+            .map(|s| s.trim().to_owned())
+            .or_else(|| form.leader().map(|l| format!("{l}（审批表未填工作室名称）")))
+            .unwrap_or_else(|| format!("（未填名称：{}）", form.file));
+        let mut s = Studio::new(name);
+        s.form = Some(i);
+        s.has_approval_form = true;
+        s.leader = form.leader().map(|l| l.trim().to_owned());
+        s.unit = form.get("unit").map(|u| u.trim().to_owned());
+        s.created = form.date("created").map(|d| d.iso());
+        s.members = form.number("members").filter(|m| *m >= 0.0).map(|m| m as u32);
+        studios.push(s);
+    }
+    for (t, table) in sub.summaries.iter().enumerate() {
+        for (r, row) in table.rows.iter().enumerate() {
+            let name = row.get("studio_name").unwrap_or("").trim().to_owned();
+            let leader = row.get("leader").map(|l| l.trim());
+            let rank = row.get("rank").and_then(text::parse_number).filter(|n| *n >= 0.0).map(|n| n as u32);
+            let existing = studios.iter().position(|s| s.row.is_none() && same_studio(s, &name, leader));
+            let s = match existing {
+                Some(k) => &mut studios[k],
+                None => {
+                    let display = if name.is_empty() {
+                        format!("（汇总表{}行未填名称）", row.row_label)
+                    } else {
+                        name.clone()
+                    };
+                    let mut s = Studio::new(display);
+                    s.leader = leader.map(str::to_owned);
+                    s.unit = row.get("unit").map(|u| u.trim().to_owned());
+                    s.created = row.get("created").and_then(text::parse_date).map(|d: PartialDate| d.iso());
+                    s.members = row.get("members").and_then(text::parse_number).map(|m| m.max(0.0) as u32);
+                    studios.push(s);
+                    studios.last_mut().expect("just pushed")
+                }
+            };
+            s.row = Some((t, r));
+            s.has_summary_row = true;
+            s.rank = rank;
+        }
+    }
+    // Files that name no studio inside: by the names in the file name, then the folder or
+    // forwarded mail they came in; a lone studio takes them all; one left-over file goes to
+    // the one studio still without that part.
+    let assign = |indexes: &[usize], sub: &Submission, studios: &[Studio], has: &dyn Fn(&Studio) -> bool| -> Vec<Option<usize>> {
+        let mut out: Vec<Option<usize>> = indexes.iter().map(|&a| studio_for(&sub.attachments[a].hints, studios)).collect();
+        if studios.len() == 1 {
+            return out.iter().map(|_| Some(0)).collect();
+        }
+        let unassigned: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_none()).collect();
+        let lacking: Vec<usize> = (0..studios.len()).filter(|&s| !has(&studios[s]) && !out.contains(&Some(s))).collect();
+        if unassigned.len() == 1 && lacking.len() == 1 {
+            out[unassigned[0]] = Some(lacking[0]);
+        }
+        out
+    };
+    let m = assign(material_of, sub, &studios, &|s| !s.materials.is_empty());
+    for (k, target) in m.into_iter().enumerate() {
+        if let Some(s) = target {
+            studios[s].materials.push(k);
+            studios[s].has_materials = true;
+            sub.attachments[material_of[k]].studio = Some(studios[s].name.clone());
+        }
+    }
+    let p = assign(photo_of, sub, &studios, &|s| !s.photos.is_empty());
+    for (k, target) in p.into_iter().enumerate() {
+        if let Some(s) = target {
+            studios[s].photos.push(k);
+            studios[s].has_photo = true;
+            sub.attachments[photo_of[k]].studio = Some(studios[s].name.clone());
+        }
+    }
+    let b = assign(bad_photo_of, sub, &studios, &|s| !s.photos.is_empty());
+    for (k, target) in b.into_iter().enumerate() {
+        if let Some(s) = target {
+            studios[s].bad_photos.push(k);
+            sub.attachments[bad_photo_of[k]].studio = Some(studios[s].name.clone());
+        }
+    }
+    let n = assign(not_typed_of, sub, &studios, &|s| s.form.is_some());
+    for (k, target) in n.into_iter().enumerate() {
+        if let Some(s) = target {
+            studios[s].not_typed.push(k);
+            sub.attachments[not_typed_of[k]].studio = Some(studios[s].name.clone());
+        }
+    }
+    // Unreadable files: which part of which studio they would have been.
+    for att in sub.attachments.iter_mut().filter(|a| a.problem.is_some()) {
+        let Some(kind) = att.named_kind.or(match att.kind {
+            Kind::Archive => None,
+            k => Some(k),
+        }) else {
+            continue;
+        };
+        let target = studio_for(&att.hints, &studios).or(if studios.len() == 1 { Some(0) } else { None });
+        match target {
+            Some(s) => {
+                studios[s].unreadable.push(kind);
+                att.studio = Some(studios[s].name.clone());
+            }
+            // Unknown owner: every studio lacking this part may be waiting for it.
+            None => studios.iter_mut().for_each(|s| s.unreadable.push(kind)),
+        }
+    }
+    sub.studios = studios;
+}
+
+/// The one studio whose name, short name, leader or unit appears in the hints.
+fn studio_for(hints: &[String], studios: &[Studio]) -> Option<usize> {
+    let hay: String = hints.iter().map(|h| squash(h)).collect::<Vec<_>>().join("|");
+    let unique = |pred: &dyn Fn(&Studio) -> bool| -> Option<usize> {
+        let hits: Vec<usize> = (0..studios.len()).filter(|&i| pred(&studios[i])).collect();
+        (hits.len() == 1).then(|| hits[0])
+    };
+    let contains = |needle: &str| needle.chars().count() >= 2 && hay.contains(needle);
+    unique(&|s| contains(&squash(&s.name)))
+        .or_else(|| unique(&|s| s.short_name().chars().count() >= 4 && contains(&s.short_name())))
+        .or_else(|| unique(&|s| s.leader.as_deref().is_some_and(|l| contains(&squash(l)))))
+        .or_else(|| unique(&|s| s.unit.as_deref().is_some_and(|u| squash(u).chars().count() >= 3 && contains(&squash(u)))))
+}

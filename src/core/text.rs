@@ -1,0 +1,255 @@
+//! Text as applicants type it: full-width digits and punctuation, spaces inside labels,
+//! numbers with units (`8人`, `120㎡`, `15万元`), dates in half a dozen shapes.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// Map full-width ASCII (`０-９`, `（`, `：`, …) to half-width and the ideographic space to a
+/// space. Chinese punctuation without an ASCII twin (`，`, `。`, `、`) is kept.
+pub fn halfwidth(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{3000}' | '\u{a0}' => ' ',
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
+}
+
+/// The comparison form of a label or name: half-width, without any white space or invisible
+/// characters, so `创新工\n作室基\n本情况` == `创新工作室基本情况`.
+pub fn squash(s: &str) -> String {
+    halfwidth(s)
+        .chars()
+        .filter(|c| !c.is_whitespace() && !is_invisible(*c))
+        .collect()
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Characters as the notice counts them (字数): every non-whitespace character, a CJK
+/// character counting one.
+pub fn count_chars(s: &str) -> usize {
+    s.chars().filter(|c| !c.is_whitespace() && !is_invisible(*c)).count()
+}
+
+/// Is this cell text "filled"? Any value counts, including `无`, `0`, `否` (RULES.md); only
+/// white space, underscores and the printed placeholders of the blank form do not.
+pub fn is_filled(s: &str) -> bool {
+    let t = squash(s);
+    !t.is_empty() && !t.chars().all(|c| matches!(c, '_' | '-' | '/' | '—' | '…' | '.'))
+}
+
+/// A number as typed in a form cell: `8`, `８`, `8人`, `约300`, `1,200`, `12.5万元`, `无`,
+/// `零`, `八`, `十二`. Returns `None` when the text holds no number.
+pub fn parse_number(s: &str) -> Option<f64> {
+    let t = squash(s);
+    if t.is_empty() {
+        return None;
+    }
+    if matches!(t.as_str(), "无" | "没有" | "暂无" | "零" | "否") {
+        return Some(0.0);
+    }
+    // First run of digits (with one decimal point and thousands separators).
+    let mut num = String::new();
+    let mut started = false;
+    let mut negative = false;
+    let chars: Vec<char> = t.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_digit() {
+            started = true;
+            num.push(c);
+        } else if started && c == '.' && !num.contains('.') && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            num.push(c);
+        } else if started && c == ',' && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            continue;
+        } else if !started && c == '-' && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            negative = true;
+        } else if started {
+            break;
+        }
+    }
+    if !num.is_empty() {
+        let v: f64 = num.parse().ok()?;
+        return Some(if negative { -v } else { v });
+    }
+    chinese_numeral(&t)
+}
+
+/// Small Chinese numerals (`八`, `十二`, `二十五`, `一百二十`), enough for counts in a form.
+fn chinese_numeral(t: &str) -> Option<f64> {
+    let digit = |c: char| "零一二三四五六七八九".chars().position(|d| d == c).or(if c == '两' { Some(2) } else { None });
+    let mut total = 0u32;
+    let mut current = 0u32;
+    let mut any = false;
+    for c in t.chars() {
+        if let Some(d) = digit(c) {
+            current = d as u32;
+            any = true;
+        } else if c == '十' {
+            total += if current == 0 { 10 } else { current * 10 };
+            current = 0;
+            any = true;
+        } else if c == '百' {
+            total += if current == 0 { 100 } else { current * 100 };
+            current = 0;
+            any = true;
+        } else if any {
+            break;
+        }
+    }
+    any.then(|| (total + current) as f64)
+}
+
+/// A date as written, with the precision the writer gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PartialDate {
+    pub year: i32,
+    pub month: Option<u32>,
+    pub day: Option<u32>,
+}
+
+impl PartialDate {
+    /// The earliest day the writer could have meant (benefit of the doubt for `2018`).
+    pub fn earliest(&self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month.unwrap_or(1), self.day.unwrap_or(1))
+            .unwrap_or(NaiveDate::MIN)
+    }
+
+    /// `YYYY-MM-DD` with unknown parts as `01`.
+    pub fn iso(&self) -> String {
+        self.earliest().format("%Y-%m-%d").to_string()
+    }
+
+    /// Equal at the precision both sides have: `2016.5` matches `2016-05-01`.
+    pub fn agrees_with(&self, other: &PartialDate) -> bool {
+        self.year == other.year
+            && (self.month.is_none() || other.month.is_none() || self.month == other.month)
+            && (self.day.is_none() || other.day.is_none() || self.day == other.day)
+    }
+}
+
+impl std::fmt::Display for PartialDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.month, self.day) {
+            (Some(m), Some(d)) => write!(f, "{}年{}月{}日", self.year, m, d),
+            (Some(m), None) => write!(f, "{}年{}月", self.year, m),
+            _ => write!(f, "{}年", self.year),
+        }
+    }
+}
+
+/// Dates as typed: `2016.5`, `2016.05.01`, `2016年5月`, `2016年5月1日`, `2016-05-01`,
+/// `2016/5/1`, `201605`, `20160501`, and Excel serial numbers (`42491`) from cells whose
+/// date format was lost.
+pub fn parse_date(s: &str) -> Option<PartialDate> {
+    let t = squash(s);
+    if t.is_empty() {
+        return None;
+    }
+    if let Ok(serial) = t.parse::<f64>()
+        && (20000.0..=60000.0).contains(&serial)
+        && !t.contains('.')
+    {
+        let base = NaiveDate::from_ymd_opt(1899, 12, 30)?;
+        let d = base.checked_add_days(chrono::Days::new(serial as u64))?;
+        return Some(full(d));
+    }
+    let groups: Vec<&str> = t.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
+    let make = |y: &str, m: Option<&str>, d: Option<&str>| -> Option<PartialDate> {
+        let year: i32 = y.parse().ok()?;
+        let month = match m {
+            Some(m) => Some(m.parse::<u32>().ok().filter(|m| (1..=12).contains(m))?),
+            None => None,
+        };
+        let day = match d {
+            Some(d) => Some(d.parse::<u32>().ok().filter(|d| (1..=31).contains(d))?),
+            None => None,
+        };
+        if !(1900..=2100).contains(&year) {
+            return None;
+        }
+        if let (Some(m), Some(d)) = (month, day) {
+            NaiveDate::from_ymd_opt(year, m, d)?;
+        }
+        Some(PartialDate { year, month, day })
+    };
+    match groups.as_slice() {
+        [y] if y.len() == 8 => make(&y[..4], Some(&y[4..6]), Some(&y[6..])),
+        [y] if y.len() == 6 => make(&y[..4], Some(&y[4..])),
+        [y] if y.len() == 4 => make(y, None, None),
+        [y, m] if y.len() == 4 => make(y, Some(m), None),
+        [y, m, d, ..] if y.len() == 4 => make(y, Some(m), Some(d)),
+        _ => None,
+    }
+}
+
+fn full(d: NaiveDate) -> PartialDate {
+    use chrono::Datelike;
+    PartialDate { year: d.year(), month: Some(d.month()), day: Some(d.day()) }
+}
+
+/// Format a number the way a person writes it: `8`, `12.5`.
+pub fn fmt_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squash_removes_breaks_inside_labels() {
+        assert_eq!(squash("创新工\n作室基\n本情况"), "创新工作室基本情况");
+        assert_eq!(squash("工作场地（所）面积"), "工作场地(所)面积");
+        assert_eq!(squash(" 姓\u{3000}名 "), "姓名");
+    }
+
+    #[test]
+    fn numbers_as_typed() {
+        for (s, v) in [("8", 8.0), ("８人", 8.0), ("约300", 300.0), ("1,200", 1200.0), ("12.5万元", 12.5),
+            ("无", 0.0), ("八", 8.0), ("十二", 12.0), ("二十五", 25.0), ("一百二十", 120.0), ("-3", -3.0), ("120㎡", 120.0)] {
+            assert_eq!(parse_number(s), Some(v), "{s}");
+        }
+        assert_eq!(parse_number("若干"), None);
+        assert_eq!(parse_number(""), None);
+    }
+
+    #[test]
+    fn dates_as_typed() {
+        let ym = PartialDate { year: 2016, month: Some(5), day: None };
+        let ymd = PartialDate { year: 2016, month: Some(5), day: Some(1) };
+        for s in ["2016.5", "2016年5月", "2016-05", "201605", "2016/05"] {
+            assert_eq!(parse_date(s), Some(ym), "{s}");
+        }
+        for s in ["2016-05-01", "2016年5月1日", "2016.05.01", "2016/5/1", "20160501", "42491"] {
+            assert_eq!(parse_date(s), Some(ymd), "{s}");
+        }
+        assert_eq!(parse_date("2016年"), Some(PartialDate { year: 2016, month: None, day: None }));
+        assert_eq!(parse_date("2016.13"), None);
+        assert_eq!(parse_date("去年"), None);
+        assert!(ym.agrees_with(&ymd));
+        assert!(!ym.agrees_with(&PartialDate { year: 2016, month: Some(6), day: None }));
+    }
+
+    #[test]
+    fn counting_characters() {
+        assert_eq!(count_chars("一、基本 情况\n abc"), 9);
+    }
+
+    #[test]
+    fn filled_means_any_value() {
+        assert!(is_filled("无"));
+        assert!(is_filled("0"));
+        assert!(is_filled("否"));
+        assert!(!is_filled("  \n"));
+        assert!(!is_filled("____"));
+    }
+}
