@@ -10,6 +10,12 @@ use serde::Serialize;
 
 use super::{Limits, Unreadable};
 
+mod convert;
+mod docx;
+mod pkg;
+mod sheet;
+mod sniff;
+
 /// What a file really is, decided from its bytes (the name is only a tie-breaker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,4 +83,253 @@ pub struct Converters {
     /// poppler `pdftotext`.
     pub pdftotext: Option<PathBuf>,
     pub timeout: Duration,
+}
+
+/// What a file really is, from its bytes; the name only breaks ties (a CFB container with
+/// neither a `Workbook` nor a `WordDocument` stream, a truncated zip package).
+pub fn sniff(file_name: &str, data: &[u8]) -> Format {
+    sniff::sniff(file_name, data)
+}
+
+/// Reads a document (spreadsheet, Word file, PDF) into tables and paragraphs.
+///
+/// Never panics: every parser runs under `catch_unwind`, and the inputs that would make
+/// calamine abort (dimension and decompression bombs) are refused before it sees them.
+pub fn read(
+    file_name: &str,
+    data: &[u8],
+    limits: &Limits,
+    converters: &Converters,
+) -> Result<Document, Unreadable> {
+    if data.is_empty() {
+        return Err(Unreadable::Empty);
+    }
+    if data.len() as u64 > limits.max_attachment_bytes {
+        return Err(Unreadable::TooLarge { limit: limits.max_attachment_bytes });
+    }
+    let format = sniff(file_name, data);
+    guarded(|| read_as(format, data, limits, converters))
+}
+
+/// Runs `f`, turning a panic into [`Unreadable::Corrupt`].
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, Unreadable>) -> Result<T, Unreadable> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(corrupt(format!("parser panicked: {}", truncate(&msg, 200))))
+        }
+    }
+}
+
+pub(crate) fn corrupt(detail: impl Into<String>) -> Unreadable {
+    Unreadable::Corrupt { detail: detail.into() }
+}
+
+pub(crate) fn bomb(detail: impl Into<String>) -> Unreadable {
+    Unreadable::ArchiveBomb { detail: detail.into() }
+}
+
+pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max_chars).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Human names of the legacy formats, as they appear in [`Unreadable::Unsupported`].
+pub(crate) const DOC_NAME: &str = "Word 97-2003（.doc）";
+pub(crate) const PDF_NAME: &str = "PDF";
+
+fn unsupported(format: &str, resend_as: &str) -> Unreadable {
+    Unreadable::Unsupported { format: format.into(), resend_as: resend_as.into() }
+}
+
+fn read_as(
+    format: Format,
+    data: &[u8],
+    limits: &Limits,
+    converters: &Converters,
+) -> Result<Document, Unreadable> {
+    match format {
+        Format::Xlsx => sheet::read_xlsx(data, limits),
+        Format::Ods => sheet::read_ods(data, limits),
+        Format::Xls => match sheet::read_xls(data, limits) {
+            Err(Unreadable::Corrupt { detail }) if converters.soffice.is_some() => {
+                // WPS `.et` files and odd BIFF variants: LibreOffice usually copes.
+                convert::via_soffice(data, format, limits, converters)
+                    .map_err(|_| Unreadable::Corrupt { detail })
+            }
+            other => other,
+        },
+        Format::Docx => docx::read_docx(data, limits),
+        Format::Doc | Format::Odt => {
+            if converters.soffice.is_some() {
+                convert::via_soffice(data, format, limits, converters)
+            } else if format == Format::Odt {
+                Err(unsupported("OpenDocument 文本（.odt）", ".docx"))
+            } else {
+                Err(unsupported(DOC_NAME, ".docx"))
+            }
+        }
+        Format::Pdf => {
+            if converters.pdftotext.is_some() {
+                convert::via_pdftotext(data, limits, converters)
+            } else {
+                Err(unsupported(PDF_NAME, ".docx"))
+            }
+        }
+        Format::Text => Ok(read_text(data)),
+        Format::Encrypted => Err(Unreadable::Encrypted),
+        Format::Zip => {
+            if pkg::zip_has_member(data, "xl/workbook.bin") {
+                Err(unsupported("Excel 二进制工作簿（.xlsb）", ".xlsx"))
+            } else {
+                Err(unsupported("ZIP 压缩包（不是文档）", ".docx 或 .xlsx"))
+            }
+        }
+        Format::OtherArchive => Err(unsupported("压缩包（RAR/7z/gz 等）", ".docx 或 .xlsx")),
+        Format::Jpeg
+        | Format::Png
+        | Format::Gif
+        | Format::Bmp
+        | Format::Webp
+        | Format::Heic
+        | Format::Tiff => Err(unsupported("图片（不是表格或文档）", ".docx 或 .xlsx")),
+        Format::Unknown => Err(unsupported("未知", ".docx 或 .xlsx")),
+    }
+}
+
+/// Plain text (UTF-8, else GB18030): one paragraph per non-empty line.
+fn read_text(data: &[u8]) -> Document {
+    let text = match std::str::from_utf8(data) {
+        Ok(s) => s.trim_start_matches('\u{feff}').to_string(),
+        Err(_) => encoding_rs::GB18030.decode(data).0.into_owned(),
+    };
+    Document {
+        format: Format::Text,
+        blocks: lines_to_paragraphs(&text),
+        embedded_images: 0,
+    }
+}
+
+pub(crate) fn lines_to_paragraphs(text: &str) -> Vec<Block> {
+    text.lines()
+        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{c}'))
+        .filter(|l| !l.is_empty())
+        .map(|l| Block::Paragraph(l.to_string()))
+        .collect()
+}
+
+impl Converters {
+    /// No external programs: legacy formats become [`Unreadable::Unsupported`].
+    pub fn none() -> Self {
+        Converters { soffice: None, pdftotext: None, timeout: Duration::from_secs(60) }
+    }
+
+    /// Looks for `soffice`/`libreoffice` and `pdftotext` on `PATH` (and LibreOffice's usual
+    /// install folders).
+    pub fn detect(timeout: Duration) -> Self {
+        Converters {
+            soffice: convert::find_program(&["soffice", "libreoffice"]).or_else(convert::find_soffice_elsewhere),
+            pdftotext: convert::find_program(&["pdftotext"]),
+            timeout,
+        }
+    }
+}
+
+impl Document {
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Table(t) => Some(t),
+            Block::Paragraph(_) => None,
+        })
+    }
+
+    pub fn paragraphs(&self) -> impl Iterator<Item = &str> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Paragraph(p) => Some(p.as_str()),
+            Block::Table(_) => None,
+        })
+    }
+
+    /// All text in reading order, one line per paragraph and per table cell (a merged
+    /// region's repeated value is printed once per row).
+    pub fn text(&self) -> String {
+        let mut lines: Vec<&str> = Vec::new();
+        for b in &self.blocks {
+            match b {
+                Block::Paragraph(p) => lines.push(p),
+                Block::Table(t) => {
+                    for row in &t.rows {
+                        let mut prev: Option<&str> = None;
+                        for cell in row {
+                            if !cell.is_empty() && prev != Some(cell.as_str()) {
+                                lines.push(cell);
+                            }
+                            prev = Some(cell);
+                        }
+                    }
+                }
+            }
+        }
+        lines.join("\n")
+    }
+}
+
+impl Table {
+    /// Where a cell is, for findings: `B3` in a sheet, `第3行第2列` in a document table
+    /// (`row`, `col` are 0-based indexes into [`Table::rows`]).
+    pub fn cell_ref(&self, row: usize, col: usize) -> String {
+        if self.is_sheet {
+            format!("{}{}", column_letters(col), row + 1)
+        } else {
+            format!("第{}行第{}列", row + 1, col + 1)
+        }
+    }
+
+    /// The cell at (row, col), or `""` outside the table.
+    pub fn cell(&self, row: usize, col: usize) -> &str {
+        self.rows.get(row).and_then(|r| r.get(col)).map(String::as_str).unwrap_or("")
+    }
+
+    /// Number of columns of the widest row.
+    pub fn width(&self) -> usize {
+        self.rows.iter().map(Vec::len).max().unwrap_or(0)
+    }
+}
+
+/// 0 → `A`, 25 → `Z`, 26 → `AA`.
+pub fn column_letters(col: usize) -> String {
+    let mut n = col + 1;
+    let mut out = Vec::new();
+    while n > 0 {
+        let r = (n - 1) % 26;
+        out.push(b'A' + r as u8);
+        n = (n - 1) / 26;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Pads rows to a common width and drops trailing empty rows and columns.
+pub(crate) fn tidy_rows(rows: &mut Vec<Vec<String>>) {
+    while rows.last().is_some_and(|r| r.iter().all(String::is_empty)) {
+        rows.pop();
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.iter().rposition(|c| !c.is_empty()).map_or(0, |i| i + 1))
+        .max()
+        .unwrap_or(0);
+    for r in rows.iter_mut() {
+        r.resize(width, String::new());
+    }
 }

@@ -1,0 +1,100 @@
+//! Zip package checks done before any parser sees an OOXML/ODF package: member count,
+//! declared and actual inflated sizes.
+
+use std::io::{Cursor, Read};
+
+use zip::ZipArchive;
+
+use super::{bomb, corrupt};
+use crate::core::{Limits, Unreadable};
+
+pub type Zip<'a> = ZipArchive<Cursor<&'a [u8]>>;
+
+/// Members allowed in one document package: a package is not an archive of attachments, a
+/// real `.xlsx` with many sheets and pictures has a few hundred parts.
+fn max_members(limits: &Limits) -> usize {
+    (limits.max_archive_members as usize).saturating_mul(10).max(100)
+}
+
+pub fn open(data: &[u8]) -> Result<Zip<'_>, Unreadable> {
+    ZipArchive::new(Cursor::new(data)).map_err(|e| corrupt(format!("zip: {e}")))
+}
+
+pub fn zip_has_member(data: &[u8], name: &str) -> bool {
+    ZipArchive::new(Cursor::new(data))
+        .map(|z| z.file_names_raw().any(|n| n == name.as_bytes()))
+        .unwrap_or(false)
+}
+
+/// Names of all members, in central-directory order.
+pub fn names(zip: &Zip<'_>) -> Vec<String> {
+    zip.file_names_raw().map(|n| String::from_utf8_lossy(n).into_owned()).collect()
+}
+
+/// Checks the central directory (count, declared sizes, encryption), then inflates every
+/// member through a capped reader to prove the declared sizes are honest. After this the
+/// package can be handed to calamine or read in full.
+pub fn verify(zip: &mut Zip<'_>, limits: &Limits) -> Result<(), Unreadable> {
+    let n = zip.len();
+    if n > max_members(limits) {
+        return Err(bomb(format!("{n} members in the package (limit {})", max_members(limits))));
+    }
+    let mut total: u64 = 0;
+    for i in 0..n {
+        let f = zip.by_index_raw(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
+        if f.encrypted() {
+            return Err(Unreadable::Encrypted);
+        }
+        let size = f.size();
+        if size > limits.max_attachment_bytes {
+            return Err(bomb(format!(
+                "member {} inflates to {size} bytes (limit {})",
+                String::from_utf8_lossy(f.name_raw()),
+                limits.max_attachment_bytes
+            )));
+        }
+        total = total.saturating_add(size);
+    }
+    if total > limits.max_decompressed_bytes {
+        return Err(bomb(format!(
+            "package inflates to {total} bytes (limit {})",
+            limits.max_decompressed_bytes
+        )));
+    }
+    for i in 0..n {
+        let f = zip.by_index(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
+        if f.is_dir() {
+            continue;
+        }
+        let declared = f.size();
+        let name = String::from_utf8_lossy(f.name_raw()).into_owned();
+        let got = std::io::copy(&mut f.take(declared.saturating_add(1)), &mut std::io::sink())
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        if got > declared {
+            return Err(bomb(format!("{name} inflates beyond its declared size {declared}")));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one member in full (after [`verify`], so its size is known and bounded).
+pub fn read_member(zip: &mut Zip<'_>, name: &str, cap: u64) -> Result<Option<Vec<u8>>, Unreadable> {
+    let f = match zip.by_name(name) {
+        Ok(f) => f,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(corrupt(format!("{name}: {e}"))),
+    };
+    let mut buf = Vec::with_capacity(f.size().min(cap) as usize);
+    f.take(cap.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    if buf.len() as u64 > cap {
+        return Err(bomb(format!("{name} is larger than {cap} bytes")));
+    }
+    Ok(Some(buf))
+}
+
+/// Members whose name starts with `prefix` (e.g. `word/media/`).
+pub fn count_prefix(names: &[String], prefix: &str) -> usize {
+    names.iter().filter(|n| n.starts_with(prefix) && !n.ends_with('/')).count()
+}

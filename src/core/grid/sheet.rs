@@ -1,0 +1,470 @@
+//! Spreadsheets through calamine, guarded: package sizes and the cell bounding box are
+//! checked from the raw XML before calamine allocates anything.
+
+use std::io::{BufReader, Cursor, Read};
+
+use calamine::{Data, Dimensions, Ods, Range, Reader, Xls, Xlsx};
+use quick_xml::events::Event;
+
+use super::pkg::{self, Zip};
+use super::{Block, Document, Format, Table, bomb, corrupt, guarded, tidy_rows, truncate};
+use crate::core::{Limits, Unreadable};
+
+fn check_cells(rows: u64, cols: u64, what: &str, limits: &Limits) -> Result<(), Unreadable> {
+    let cells = rows.saturating_mul(cols);
+    if cells > limits.max_cells {
+        return Err(bomb(format!(
+            "{what}: {rows} rows × {cols} columns = {cells} cells (limit {})",
+            limits.max_cells
+        )));
+    }
+    Ok(())
+}
+
+/// `B3` → (row 2, col 1), 0-based. `None` if not a cell reference.
+fn parse_cell_ref(s: &str) -> Option<(u64, u64)> {
+    let s = s.trim().trim_start_matches('$');
+    let letters: String = s.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let rest = s[letters.len()..].trim_start_matches('$');
+    if letters.is_empty() || letters.len() > 7 || rest.is_empty() || rest.len() > 12 {
+        return None;
+    }
+    let mut col: u64 = 0;
+    for c in letters.chars() {
+        col = col * 26 + (c.to_ascii_uppercase() as u64 - 'A' as u64 + 1);
+    }
+    let row: u64 = rest.parse().ok()?;
+    if row == 0 {
+        return None;
+    }
+    Some((row - 1, col - 1))
+}
+
+fn attr_value(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == local)
+        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).into_owned())
+}
+
+/// Scans one worksheet part: its `<dimension ref>` and the positions of all cells that hold
+/// a value, refusing anything whose bounding box from A1 exceeds `max_cells`.
+fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), Unreadable> {
+    let mut reader = quick_xml::Reader::from_reader(BufReader::new(part));
+    let mut buf = Vec::new();
+    let mut in_sheet_data = false;
+    let mut row: u64 = 0;
+    let mut next_row: u64 = 0;
+    let mut col: u64 = 0;
+    let mut next_col: u64 = 0;
+    let mut in_cell = false;
+    let (mut max_r, mut max_c): (Option<u64>, u64) = (None, 0);
+    loop {
+        buf.clear();
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| corrupt(format!("{name}: {}", truncate(&e.to_string(), 120))))?;
+        match ev {
+            Event::Eof => break,
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let is_empty = matches!(ev, Event::Empty(_));
+                match e.local_name().as_ref() {
+                    "dimension" => {
+                        if let Some(r) = attr_value(e, "ref") {
+                            let end = r.rsplit(':').next().unwrap_or("");
+                            if let Some((r1, c1)) = parse_cell_ref(end) {
+                                check_cells(r1 + 1, c1 + 1, &format!("{name} dimension {r}"), limits)?;
+                            }
+                        }
+                    }
+                    "sheetData" if !is_empty => in_sheet_data = true,
+                    "row" if in_sheet_data => {
+                        row = attr_value(e, "r")
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .filter(|&v| v > 0)
+                            .map_or(next_row, |v| v - 1);
+                        next_row = row + 1;
+                        next_col = 0;
+                    }
+                    "c" if in_sheet_data => {
+                        col = attr_value(e, "r")
+                            .and_then(|v| parse_cell_ref(&v))
+                            .map_or(next_col, |(_, c)| c);
+                        if let Some((r, _)) = attr_value(e, "r").and_then(|v| parse_cell_ref(&v)) {
+                            row = r;
+                        }
+                        next_col = col + 1;
+                        in_cell = !is_empty;
+                    }
+                    "v" | "is" | "f" if in_cell => {
+                        max_r = Some(max_r.map_or(row, |m| m.max(row)));
+                        max_c = max_c.max(col);
+                        check_cells(row + 1, max_c + 1, &format!("{name} cell data"), limits)?;
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(ref e) => match e.local_name().as_ref() {
+                "sheetData" => in_sheet_data = false,
+                "c" => in_cell = false,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if let Some(r) = max_r {
+        check_cells(r + 1, max_c + 1, name, limits)?;
+    }
+    Ok(())
+}
+
+fn open_verified<'a>(data: &'a [u8], limits: &Limits) -> Result<(Zip<'a>, Vec<String>), Unreadable> {
+    let mut zip = pkg::open(data)?;
+    pkg::verify(&mut zip, limits)?;
+    let names = pkg::names(&zip);
+    Ok((zip, names))
+}
+
+pub fn read_xlsx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
+    let (mut zip, names) = open_verified(data, limits)?;
+    for name in &names {
+        if name.starts_with("xl/") && name.ends_with(".xml") {
+            let f = zip.by_name(name).map_err(|e| corrupt(format!("{name}: {e}")))?;
+            scan_xlsx_sheet(f, name, limits)?;
+        }
+    }
+    let embedded_images = pkg::count_prefix(&names, "xl/media/");
+    let tables = guarded(|| {
+        let mut wb = Xlsx::new(Cursor::new(data)).map_err(|e| xlsx_err(&e.to_string()))?;
+        let mut tables = Vec::new();
+        for sheet in wb.sheet_names() {
+            let range = match wb.worksheet_range(&sheet) {
+                Ok(r) => r,
+                Err(e) => return Err(xlsx_err(&format!("sheet {sheet}: {e}"))),
+            };
+            let merges = wb.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
+            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
+                tables.push(t);
+            }
+        }
+        Ok(tables)
+    })?;
+    Ok(doc(Format::Xlsx, tables, embedded_images))
+}
+
+fn xlsx_err(msg: &str) -> Unreadable {
+    if msg.to_ascii_lowercase().contains("password") || msg.contains("encrypt") {
+        Unreadable::Encrypted
+    } else {
+        corrupt(format!("xlsx: {}", truncate(msg, 200)))
+    }
+}
+
+pub fn read_xls(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
+    let tables = guarded(|| {
+        let mut wb = Xls::new(Cursor::new(data)).map_err(|e| xls_err(&e))?;
+        let mut tables = Vec::new();
+        for sheet in wb.sheet_names() {
+            let range = wb.worksheet_range(&sheet).map_err(|e| xls_err(&e))?;
+            let merges = wb.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
+            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
+                tables.push(t);
+            }
+        }
+        Ok(tables)
+    })?;
+    Ok(doc(Format::Xls, tables, 0))
+}
+
+fn xls_err(e: &calamine::XlsError) -> Unreadable {
+    match e {
+        calamine::XlsError::Password => Unreadable::Encrypted,
+        e => corrupt(format!("xls: {}", truncate(&e.to_string(), 200))),
+    }
+}
+
+/// A span found in ODS `content.xml`: sheet name, top-left (row, col), rows, cols.
+type OdsSpan = (String, u64, u64, u64, u64);
+
+/// Scans ODS `content.xml` for the bounding box of valued cells per table (guard) and
+/// the merged regions (`number-columns-spanned` / `number-rows-spanned`), which calamine
+/// does not report for ODS.
+fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadable> {
+    let mut reader = quick_xml::Reader::from_reader(BufReader::new(part));
+    let mut buf = Vec::new();
+    let mut spans = Vec::new();
+    let mut table = String::new();
+    let mut row: u64 = 0;
+    let mut row_rep: u64 = 1;
+    let mut col: u64 = 0;
+    let mut cell: Option<(u64, bool)> = None; // (column repeats, valued)
+    let (mut max_r, mut max_c): (Option<u64>, u64) = (None, 0);
+    let mut depth_in_cell = 0usize;
+    let cap = 1u64 << 40;
+    loop {
+        buf.clear();
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| corrupt(format!("content.xml: {}", truncate(&e.to_string(), 120))))?;
+        match ev {
+            Event::Eof => break,
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                if cell.is_some() {
+                    if !empty {
+                        depth_in_cell += 1;
+                    }
+                    continue;
+                }
+                match e.name().as_ref() {
+                    "table:table" => {
+                        table = attr_value(e, "name").unwrap_or_default();
+                        row = 0;
+                    }
+                    "table:table-row" => {
+                        row_rep = attr_value(e, "number-rows-repeated")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(1)
+                            .clamp(1, cap);
+                        col = 0;
+                        if empty {
+                            row = row.saturating_add(row_rep);
+                        }
+                    }
+                    "table:table-cell" | "table:covered-table-cell" => {
+                        let rep = attr_value(e, "number-columns-repeated")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(1)
+                            .clamp(1, cap);
+                        let valued = attr_value(e, "value-type").is_some();
+                        if e.name().as_ref() == "table:table-cell" {
+                            let cs = attr_value(e, "number-columns-spanned")
+                                .and_then(|v| v.parse::<u64>().ok())
+                                .unwrap_or(1);
+                            let rs = attr_value(e, "number-rows-spanned")
+                                .and_then(|v| v.parse::<u64>().ok())
+                                .unwrap_or(1);
+                            if (cs > 1 || rs > 1) && spans.len() < 100_000 {
+                                spans.push((table.clone(), row, col, rs.min(cap), cs.min(cap)));
+                            }
+                        }
+                        if empty {
+                            if valued {
+                                note_cell(&mut max_r, &mut max_c, row, row_rep, col, rep, limits)?;
+                            }
+                            col = col.saturating_add(rep);
+                        } else {
+                            cell = Some((rep, valued));
+                            depth_in_cell = 0;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Text(ref t) if cell.is_some() => {
+                if !t.as_ref().trim().is_empty() {
+                    if let Some((_, v)) = cell.as_mut() {
+                        *v = true;
+                    }
+                }
+            }
+            Event::End(ref e) => {
+                if let Some((rep, valued)) = cell {
+                    if depth_in_cell > 0 {
+                        depth_in_cell -= 1;
+                        continue;
+                    }
+                    if valued {
+                        note_cell(&mut max_r, &mut max_c, row, row_rep, col, rep, limits)?;
+                    }
+                    col = col.saturating_add(rep);
+                    cell = None;
+                    continue;
+                }
+                if e.name().as_ref() == "table:table-row" {
+                    row = row.saturating_add(row_rep);
+                } else if e.name().as_ref() == "table:table" {
+                    max_r = None;
+                    max_c = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(spans)
+}
+
+fn note_cell(
+    max_r: &mut Option<u64>,
+    max_c: &mut u64,
+    row: u64,
+    row_rep: u64,
+    col: u64,
+    col_rep: u64,
+    limits: &Limits,
+) -> Result<(), Unreadable> {
+    let last_row = row.saturating_add(row_rep - 1);
+    let last_col = col.saturating_add(col_rep - 1);
+    *max_r = Some(max_r.map_or(last_row, |m| m.max(last_row)));
+    *max_c = (*max_c).max(last_col);
+    check_cells(last_row.saturating_add(1), max_c.saturating_add(1), "content.xml cells", limits)
+}
+
+pub fn read_ods(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
+    let (mut zip, names) = open_verified(data, limits)?;
+    let spans = {
+        let f = zip.by_name("content.xml").map_err(|e| corrupt(format!("content.xml: {e}")))?;
+        scan_ods(f, limits)?
+    };
+    let embedded_images = pkg::count_prefix(&names, "Pictures/");
+    let tables = guarded(|| {
+        let mut wb = Ods::new(Cursor::new(data))
+            .map_err(|e| corrupt(format!("ods: {}", truncate(&e.to_string(), 200))))?;
+        let mut tables = Vec::new();
+        for sheet in wb.sheet_names() {
+            let range = wb
+                .worksheet_range(&sheet)
+                .map_err(|e| corrupt(format!("ods sheet {sheet}: {}", truncate(&e.to_string(), 200))))?;
+            let merges: Vec<Dimensions> = spans
+                .iter()
+                .filter(|s| s.0 == sheet)
+                .map(|&(_, r, c, rs, cs)| {
+                    let r = r.min(u32::MAX as u64) as u32;
+                    let c = c.min(u32::MAX as u64) as u32;
+                    let r1 = r.saturating_add((rs - 1).min(u32::MAX as u64) as u32);
+                    let c1 = c.saturating_add((cs - 1).min(u32::MAX as u64) as u32);
+                    Dimensions::new((r, c), (r1, c1))
+                })
+                .collect();
+            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
+                tables.push(t);
+            }
+        }
+        Ok(tables)
+    })?;
+    Ok(doc(Format::Ods, tables, embedded_images))
+}
+
+fn doc(format: Format, tables: Vec<Table>, embedded_images: usize) -> Document {
+    Document { format, blocks: tables.into_iter().map(Block::Table).collect(), embedded_images }
+}
+
+/// A calamine range → a table anchored at A1, merged regions filled, trailing empties
+/// trimmed. `None` for an empty sheet.
+fn to_table(
+    sheet: &str,
+    range: &Range<Data>,
+    merges: &[Dimensions],
+    limits: &Limits,
+) -> Result<Option<Table>, Unreadable> {
+    let (Some(start), Some(end)) = (range.start(), range.end()) else {
+        return Ok(None);
+    };
+    let height = end.0 as u64 + 1;
+    let width = end.1 as u64 + 1;
+    check_cells(height, width, &format!("sheet {sheet}"), limits)?;
+    let mut rows = vec![vec![String::new(); width as usize]; height as usize];
+    for (r, c, v) in range.used_cells() {
+        let (ar, ac) = (start.0 as usize + r, start.1 as usize + c);
+        if let Some(cell) = rows.get_mut(ar).and_then(|row| row.get_mut(ac)) {
+            *cell = cell_text(v);
+        }
+    }
+    for m in merges {
+        let (r0, c0) = (m.start.0 as usize, m.start.1 as usize);
+        let Some(value) = rows.get(r0).and_then(|r| r.get(c0)).cloned() else { continue };
+        if value.is_empty() {
+            continue;
+        }
+        let r1 = (m.end.0 as usize).min(rows.len().saturating_sub(1));
+        let c1 = (m.end.1 as usize).min(width as usize - 1);
+        for row in rows.iter_mut().take(r1 + 1).skip(r0) {
+            for cell in row.iter_mut().take(c1 + 1).skip(c0) {
+                if cell.is_empty() {
+                    *cell = value.clone();
+                }
+            }
+        }
+    }
+    tidy_rows(&mut rows);
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Table { label: format!("工作表“{sheet}”"), is_sheet: true, rows }))
+}
+
+/// Text of one spreadsheet cell (see [`Table::rows`]).
+pub fn cell_text(v: &Data) -> String {
+    match v {
+        Data::Empty => String::new(),
+        Data::String(s) => s.replace("\r\n", "\n").trim().to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) => format_number(*f),
+        Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+        Data::Error(e) => e.to_string(),
+        Data::DateTime(dt) => {
+            if dt.is_duration() {
+                format_number(dt.as_f64())
+            } else {
+                format_serial_date(dt.as_f64(), dt.as_datetime())
+            }
+        }
+        Data::DateTimeIso(s) => format_iso_datetime(s),
+        Data::DurationIso(s) => s.clone(),
+    }
+}
+
+/// Up to 10 significant digits, no trailing zeros, no exponent for ordinary values;
+/// integral values (phone numbers, ID parts) print in full.
+pub fn format_number(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string();
+    }
+    if f == f.trunc() && f.abs() < 1e17 {
+        return format!("{}", f as i64);
+    }
+    let mag = f.abs().log10().floor() as i64;
+    let decimals = (9 - mag).clamp(0, 15) as usize;
+    let mut s = format!("{f:.decimals$}");
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    if s == "-0" {
+        s = "0".into();
+    }
+    s
+}
+
+fn format_serial_date(serial: f64, dt: Option<chrono::NaiveDateTime>) -> String {
+    let Some(dt) = dt else { return format_number(serial) };
+    // Round to the nearest second (Excel fractions give 23:59:59.9997).
+    let ms = chrono::Timelike::nanosecond(&dt.time()) / 1_000_000;
+    let dt = if ms >= 500 { dt + chrono::Duration::milliseconds(1000 - ms as i64) } else { dt };
+    let dt = dt - chrono::Duration::nanoseconds(chrono::Timelike::nanosecond(&dt.time()) as i64);
+    if serial.abs() < 1.0 && serial != 0.0 {
+        return dt.format("%H:%M:%S").to_string();
+    }
+    if dt.time() == chrono::NaiveTime::MIN {
+        dt.format("%Y-%m-%d").to_string()
+    } else {
+        dt.format("%Y-%m-%d %H:%M:%S").to_string()
+    }
+}
+
+fn format_iso_datetime(s: &str) -> String {
+    let s = s.trim();
+    if let Some((d, t)) = s.split_once('T') {
+        let t = t.trim_end_matches('Z');
+        if t.trim_start_matches(['0', ':', '.']).is_empty() {
+            return d.to_string();
+        }
+        let t = t.split('.').next().unwrap_or(t);
+        return format!("{d} {t}");
+    }
+    s.to_string()
+}
