@@ -178,7 +178,7 @@ pub fn parse_date(s: &str) -> Option<PartialDate> {
     };
     match groups.as_slice() {
         [y] if y.len() == 8 => make(&y[..4], Some(&y[4..6]), Some(&y[6..])),
-        [y] if y.len() == 6 => make(&y[..4], Some(&y[4..])),
+        [y] if y.len() == 6 => make(&y[..4], Some(&y[4..]), None),
         [y] if y.len() == 4 => make(y, None, None),
         [y, m] if y.len() == 4 => make(y, Some(m), None),
         [y, m, d, ..] if y.len() == 4 => make(y, Some(m), Some(d)),
