@@ -880,7 +880,7 @@ fn html_to_text(html: &str) -> String {
             let rest = &lower[i..];
             let end = rest.find('>').map(|p| i + p + 1).unwrap_or(bytes.len());
             let tag = &lower[i..end];
-            if ["<br", "</p", "</div", "</tr", "</li", "</h", "<p", "</table"].iter().any(|t| tag.starts_with(t)) {
+            if ["<br", "</p", "</div", "</tr", "</li", "</h", "</table"].iter().any(|t| tag.starts_with(t)) {
                 out.push('\n');
             } else if tag.starts_with("</td") || tag.starts_with("</th") {
                 out.push('\t');
