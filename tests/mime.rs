@@ -30,12 +30,19 @@ fn att<'m>(m: &'m Message, name: &str) -> &'m Attachment {
 
 fn b64(data: &[u8]) -> String {
     let e = base64::engine::general_purpose::STANDARD.encode(data);
-    e.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\r\n")
+    e.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }
 
 fn gbk_word(s: &str) -> String {
     let (bytes, _, _) = encoding_rs::GBK.encode(s);
-    format!("=?GBK?B?{}?=", base64::engine::general_purpose::STANDARD.encode(&bytes))
+    format!(
+        "=?GBK?B?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    )
 }
 
 /// A Foxmail-style message carrying the given (name, content type, bytes) attachments.
@@ -68,7 +75,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -81,7 +92,11 @@ struct ZEntry {
 }
 
 fn zentry(name: &[u8], data: &[u8]) -> ZEntry {
-    ZEntry { name: name.to_vec(), data: data.to_vec(), flags: 0 }
+    ZEntry {
+        name: name.to_vec(),
+        data: data.to_vec(),
+        flags: 0,
+    }
 }
 
 fn gbk(s: &str) -> Vec<u8> {
@@ -140,7 +155,8 @@ fn stored_zip(entries: &[ZEntry]) -> Vec<u8> {
 /// Deflated zip written by the zip crate (ASCII names).
 fn deflated_zip(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     for (name, data) in entries {
         w.start_file(*name, opts).unwrap();
         w.write_all(data).unwrap();
@@ -159,17 +175,33 @@ fn outlook_2016_gb2312_names_headers_and_body() {
     assert_eq!(from.address, "zhangsan@qianwei.gov.cn");
     assert_eq!(from.name.as_deref(), Some("张三"));
     assert_eq!(m.subject, "犍为县推荐材料");
-    assert_eq!(m.message_id.as_deref(), Some("<000001d68a3c$5f2b1e40$1d815ac0$@qianwei.gov.cn>"));
+    assert_eq!(
+        m.message_id.as_deref(),
+        Some("<000001d68a3c$5f2b1e40$1d815ac0$@qianwei.gov.cn>")
+    );
     assert_eq!(m.date.unwrap().to_rfc3339(), "2020-09-14T09:12:33+08:00");
     // topmost Received header, with its "(CST)" comment
-    assert_eq!(m.received_at.unwrap().to_rfc3339(), "2020-09-14T09:12:40+08:00");
-    assert!(m.body_text.contains("附件是我县推荐材料"), "{}", m.body_text);
+    assert_eq!(
+        m.received_at.unwrap().to_rfc3339(),
+        "2020-09-14T09:12:40+08:00"
+    );
+    assert!(
+        m.body_text.contains("附件是我县推荐材料"),
+        "{}",
+        m.body_text
+    );
     assert_eq!(names(&m), ["附件1-推荐审批表.docx", "工作室场景照.jpg"]);
     let docx = att(&m, "附件1-推荐审批表.docx");
     assert_eq!(docx.data, b"fake docx: approval form ".repeat(5));
-    assert_eq!(docx.content_type, "application/vnd.openxmlformats-officedocument.wordprocessingml.document");
+    assert_eq!(
+        docx.content_type,
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
     assert!(docx.problem.is_none() && docx.context.is_empty() && docx.archive.is_none());
-    assert_eq!(att(&m, "工作室场景照.jpg").data, (0..=255u8).collect::<Vec<_>>());
+    assert_eq!(
+        att(&m, "工作室场景照.jpg").data,
+        (0..=255u8).collect::<Vec<_>>()
+    );
     assert_eq!(m.auto, None);
 }
 
@@ -203,9 +235,14 @@ fn apple_mail_rfc2231_inline_attachment_and_split_body() {
     assert_eq!(m.subject, "金口河区推荐材料");
     assert_eq!(names(&m), ["附件1-推荐审批表（王五）.docx"]);
     let a = &m.attachments[0];
-    assert!(!a.inline_cid, "inline disposition without Content-ID is a plain attachment");
+    assert!(
+        !a.inline_cid,
+        "inline disposition without Content-ID is a plain attachment"
+    );
     assert_eq!(a.data, b"fake docx from a Mac");
-    assert!(m.body_text.contains("Hello, see attached.") && m.body_text.contains("Sent from my Mac"));
+    assert!(
+        m.body_text.contains("Hello, see attached.") && m.body_text.contains("Sent from my Mac")
+    );
 }
 
 #[test]
@@ -223,7 +260,10 @@ fn webmail_163_coremail() {
 fn outlook_forward_as_attachment_gives_context() {
     let m = parse(&fixture("outlook_forward_rfc822.eml"));
     assert_eq!(m.subject, "转发: 五通桥区马边工作室材料");
-    assert_eq!(m.body_text, "见转发的邮件", "the forwarded body is not the body");
+    assert_eq!(
+        m.body_text, "见转发的邮件",
+        "the forwarded body is not the body"
+    );
     assert_eq!(names(&m), ["场景照.png"]);
     let png = &m.attachments[0];
     assert_eq!(png.context, ["五通桥区马边工作室材料"]);
@@ -260,7 +300,12 @@ fn encoded_word_split_mid_character() {
 fn octet_stream_without_disposition_folded_name_midline_boundary_inline_logo() {
     let m = parse(&fixture("octet_stream_no_disposition.eml"));
     // mail-parser #156: "--XYZ" mid-line must not end the part.
-    assert!(m.body_text.contains("the boundary --XYZ may appear in text"), "{}", m.body_text);
+    assert!(
+        m.body_text
+            .contains("the boundary --XYZ may appear in text"),
+        "{}",
+        m.body_text
+    );
     assert!(m.body_text.contains("and this line must survive"));
     assert_eq!(m.attachments.len(), 3, "{:?}", names(&m));
     assert_eq!(att(&m, "report.docx").data, b"fake docx octet");
@@ -268,7 +313,11 @@ fn octet_stream_without_disposition_folded_name_midline_boundary_inline_logo() {
     assert_eq!(att(&m, "folded after equals.pdf").data, b"%PDF-1.4 fake");
     let logo = &m.attachments[2];
     assert!(logo.inline_cid);
-    assert!(logo.name.starts_with("inline-") && logo.name.ends_with(".png"), "{}", logo.name);
+    assert!(
+        logo.name.starts_with("inline-") && logo.name.ends_with(".png"),
+        "{}",
+        logo.name
+    );
     assert_eq!(logo.content_type, "image/png");
 }
 
@@ -280,7 +329,10 @@ fn octet_stream_without_disposition_folded_name_midline_boundary_inline_logo() {
 fn bounce_multipart_report() {
     let m = parse(&fixture("bounce_report.eml"));
     assert_eq!(m.auto, Some(AutoMail::Bounce));
-    assert_eq!(m.from.as_ref().unwrap().address, "mailer-daemon@lszgh.org.cn");
+    assert_eq!(
+        m.from.as_ref().unwrap().address,
+        "mailer-daemon@lszgh.org.cn"
+    );
 }
 
 #[test]
@@ -293,13 +345,21 @@ fn auto_submitted_auto_replied() {
 #[test]
 fn qq_auto_reply_by_subject() {
     let m = parse(&fixture("qq_autoreply_subject.eml"));
-    assert!(matches!(m.auto, Some(AutoMail::AutoReply(_))), "{:?}", m.auto);
+    assert!(
+        matches!(m.auto, Some(AutoMail::AutoReply(_))),
+        "{:?}",
+        m.auto
+    );
 }
 
 #[test]
 fn outlook_oof() {
     let m = parse(&fixture("outlook_oof.eml"));
-    assert!(matches!(m.auto, Some(AutoMail::AutoReply(ref r)) if r.contains("all")), "{:?}", m.auto);
+    assert!(
+        matches!(m.auto, Some(AutoMail::AutoReply(ref r)) if r.contains("all")),
+        "{:?}",
+        m.auto
+    );
 }
 
 #[test]
@@ -311,6 +371,10 @@ fn list_and_precedence() {
     assert_eq!(m.auto, Some(AutoMail::MailingList));
     let m = parse(format!("{base}Auto-Submitted: no\r\n\r\nhi").as_bytes());
     assert_eq!(m.auto, None);
+    let m = parse("From: a@b.cn\r\nSubject: 自动答复: 推荐材料\r\n\r\nhi".as_bytes());
+    assert!(matches!(m.auto, Some(AutoMail::AutoReply(_))));
+    let m = parse("From: a@b.cn\r\nSubject: 回复: 自动回复的问题\r\n\r\nhi".as_bytes());
+    assert_eq!(m.auto, None, "a human reply mentioning 自动回复 is not automatic");
     let m = parse(format!("{base}Return-Path: <>\r\n\r\nhi").as_bytes());
     assert_eq!(m.auto, Some(AutoMail::Bounce));
 }
@@ -321,7 +385,10 @@ fn reply_headers_and_received_without_weekday() {
         From: <A@B.CN>\r\nReply-To: =?GBK?B?1cXI/Q==?= <Reply@B.cn>\r\nSubject: Re: x\r\n\
         In-Reply-To: <orig@b.cn>\r\nReferences: <r1@b.cn>\r\n <orig@b.cn>\r\nMessage-ID: no-brackets@b.cn\r\n\r\nhi\r\n";
     let m = parse(raw);
-    assert_eq!(m.received_at.unwrap().to_rfc3339(), "2020-09-14T09:12:40+08:00");
+    assert_eq!(
+        m.received_at.unwrap().to_rfc3339(),
+        "2020-09-14T09:12:40+08:00"
+    );
     assert_eq!(m.from.as_ref().unwrap().address, "a@b.cn");
     assert_eq!(m.reply_to.as_ref().unwrap().name.as_deref(), Some("张三"));
     assert_eq!(m.reply_to.as_ref().unwrap().address, "reply@b.cn");
@@ -357,7 +424,11 @@ fn zip_gbk_member_names_without_utf8_flag() {
         zentry(b"../../evil.txt", b"traversal"),
         zentry("\u{202E}xcod.exe".as_bytes(), b"bidi"),
     ]);
-    let m = parse(&mail_with(&[("犍为县材料.zip", "application/x-zip-compressed", &zip)]));
+    let m = parse(&mail_with(&[(
+        "犍为县材料.zip",
+        "application/x-zip-compressed",
+        &zip,
+    )]));
     assert_eq!(
         names(&m),
         [
@@ -377,16 +448,34 @@ fn zip_gbk_member_names_without_utf8_flag() {
     assert_eq!(photo.context, ["犍为县材料.zip", "犍为县", "场景照"]);
     assert_eq!(photo.content_type, "image/jpeg");
     assert_eq!(photo.data, b"\xff\xd8photo");
-    assert_eq!(att(&m, "犍为县材料.zip/犍为县/附件1-推荐审批表.docx").data, b"approval");
+    assert_eq!(
+        att(&m, "犍为县材料.zip/犍为县/附件1-推荐审批表.docx").data,
+        b"approval"
+    );
     assert!(m.attachments.iter().all(|a| a.problem.is_none()));
 }
 
 #[test]
 fn zip_detected_by_magic_without_extension_and_nested_zip() {
     let inner = stored_zip(&[zentry(b"a/photo.png", b"png")]);
-    let outer = stored_zip(&[zentry(b"inner.zip", &inner), zentry(b"form.docx", b"PK\x03\x04 docx")]);
-    let m = parse(&mail_with(&[("package", "application/octet-stream", &outer)]));
-    assert_eq!(names(&m), ["package", "package/inner.zip", "package/inner.zip/a/photo.png", "package/form.docx"]);
+    let outer = stored_zip(&[
+        zentry(b"inner.zip", &inner),
+        zentry(b"form.docx", b"PK\x03\x04 docx"),
+    ]);
+    let m = parse(&mail_with(&[(
+        "package",
+        "application/octet-stream",
+        &outer,
+    )]));
+    assert_eq!(
+        names(&m),
+        [
+            "package",
+            "package/inner.zip",
+            "package/inner.zip/a/photo.png",
+            "package/form.docx"
+        ]
+    );
     let photo = &m.attachments[2];
     assert_eq!(photo.archive, Some(1));
     assert_eq!(photo.context, ["package", "inner.zip", "a"]);
@@ -394,9 +483,19 @@ fn zip_detected_by_magic_without_extension_and_nested_zip() {
     assert!(m.attachments[3].problem.is_none());
 
     // nesting limit
-    let limits = Limits { max_depth: 1, ..Limits::default() };
-    let m = mime::parse(&mail_with(&[("outer.zip", "application/zip", &outer)]), &limits).unwrap();
-    assert_eq!(att(&m, "outer.zip/inner.zip").problem, Some(Unreadable::TooDeep { limit: 1 }));
+    let limits = Limits {
+        max_depth: 1,
+        ..Limits::default()
+    };
+    let m = mime::parse(
+        &mail_with(&[("outer.zip", "application/zip", &outer)]),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(
+        att(&m, "outer.zip/inner.zip").problem,
+        Some(Unreadable::TooDeep { limit: 1 })
+    );
 }
 
 #[test]
@@ -404,7 +503,11 @@ fn truncated_zip_is_corrupt() {
     let zip = stored_zip(&[zentry(b"a.docx", &[7u8; 300])]);
     let m = parse(&mail_with(&[("材料.zip", "application/zip", &zip[..200])]));
     assert_eq!(m.attachments.len(), 1);
-    assert!(matches!(m.attachments[0].problem, Some(Unreadable::Corrupt { .. })), "{:?}", m.attachments[0].problem);
+    assert!(
+        matches!(m.attachments[0].problem, Some(Unreadable::Corrupt { .. })),
+        "{:?}",
+        m.attachments[0].problem
+    );
 }
 
 #[test]
@@ -412,41 +515,85 @@ fn zip_bomb_by_declared_size() {
     // 3 MB of zeros compress to a few KB; limit 1 MB.
     let zip = deflated_zip(&[("zeros.bin", vec![0u8; 3 * 1024 * 1024])]);
     assert!(zip.len() < 20_000);
-    let limits = Limits { max_decompressed_bytes: 1024 * 1024, ..Limits::default() };
-    let m = mime::parse(&mail_with(&[("bomb.zip", "application/zip", &zip)]), &limits).unwrap();
+    let limits = Limits {
+        max_decompressed_bytes: 1024 * 1024,
+        ..Limits::default()
+    };
+    let m = mime::parse(
+        &mail_with(&[("bomb.zip", "application/zip", &zip)]),
+        &limits,
+    )
+    .unwrap();
     assert_eq!(m.attachments.len(), 1, "members of a bomb are not expanded");
-    assert!(matches!(m.attachments[0].problem, Some(Unreadable::ArchiveBomb { .. })));
+    assert!(matches!(
+        m.attachments[0].problem,
+        Some(Unreadable::ArchiveBomb { .. })
+    ));
 }
 
 #[test]
 fn zip_bomb_with_lying_sizes_is_capped_while_inflating() {
     let mut zip = deflated_zip(&[("zeros.bin", vec![0u8; 4 * 1024 * 1024])]);
     // Patch the declared uncompressed size (local header @22, central header @24) to 100.
-    let cd = zip.windows(4).rposition(|w| w == [0x50, 0x4b, 0x01, 0x02]).unwrap();
+    let cd = zip
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x01, 0x02])
+        .unwrap();
     zip[22..26].copy_from_slice(&100u32.to_le_bytes());
     zip[cd + 24..cd + 28].copy_from_slice(&100u32.to_le_bytes());
-    let limits = Limits { max_decompressed_bytes: 1024 * 1024, max_attachment_bytes: 512 * 1024, ..Limits::default() };
-    let m = mime::parse(&mail_with(&[("liar.zip", "application/zip", &zip)]), &limits).unwrap();
+    let limits = Limits {
+        max_decompressed_bytes: 1024 * 1024,
+        max_attachment_bytes: 512 * 1024,
+        ..Limits::default()
+    };
+    let m = mime::parse(
+        &mail_with(&[("liar.zip", "application/zip", &zip)]),
+        &limits,
+    )
+    .unwrap();
     let total: usize = m.attachments.iter().skip(1).map(|a| a.data.len()).sum();
-    assert!(total <= 512 * 1024, "inflated {total} bytes despite the cap");
+    assert!(
+        total <= 512 * 1024,
+        "inflated {total} bytes despite the cap"
+    );
     let member_problem = m.attachments.get(1).and_then(|a| a.problem.clone());
-    assert!(m.attachments[0].problem.is_some() || member_problem.is_some(), "{:?}", m.attachments);
+    assert!(
+        m.attachments[0].problem.is_some() || member_problem.is_some(),
+        "{:?}",
+        m.attachments
+    );
 }
 
 #[test]
 fn zip_with_too_many_members() {
-    let entries: Vec<ZEntry> = (0..30).map(|i| zentry(format!("f{i}.txt").as_bytes(), b"x")).collect();
-    let limits = Limits { max_archive_members: 20, ..Limits::default() };
-    let m = mime::parse(&mail_with(&[("many.zip", "application/zip", &stored_zip(&entries))]), &limits).unwrap();
+    let entries: Vec<ZEntry> = (0..30)
+        .map(|i| zentry(format!("f{i}.txt").as_bytes(), b"x"))
+        .collect();
+    let limits = Limits {
+        max_archive_members: 20,
+        ..Limits::default()
+    };
+    let m = mime::parse(
+        &mail_with(&[("many.zip", "application/zip", &stored_zip(&entries))]),
+        &limits,
+    )
+    .unwrap();
     assert_eq!(m.attachments.len(), 1);
-    assert!(matches!(m.attachments[0].problem, Some(Unreadable::ArchiveBomb { .. })));
+    assert!(matches!(
+        m.attachments[0].problem,
+        Some(Unreadable::ArchiveBomb { .. })
+    ));
 }
 
 #[test]
 fn encrypted_zip() {
     let mut e = zentry(&gbk("附件1.docx"), b"012345678901secret");
     e.flags = 1; // encrypted
-    let m = parse(&mail_with(&[("加密.zip", "application/zip", &stored_zip(&[e]))]));
+    let m = parse(&mail_with(&[(
+        "加密.zip",
+        "application/zip",
+        &stored_zip(&[e]),
+    )]));
     assert_eq!(m.attachments[0].problem, Some(Unreadable::Encrypted));
     assert_eq!(m.attachments[1].name, "加密.zip/附件1.docx");
     assert_eq!(m.attachments[1].problem, Some(Unreadable::Encrypted));
@@ -455,8 +602,16 @@ fn encrypted_zip() {
 #[test]
 fn rar_7z_gz_are_unsupported() {
     let m = parse(&mail_with(&[
-        ("材料.rar", "application/octet-stream", b"Rar!\x1a\x07\x01\x00rest"),
-        ("noext", "application/octet-stream", b"7z\xbc\xaf\x27\x1c rest"),
+        (
+            "材料.rar",
+            "application/octet-stream",
+            b"Rar!\x1a\x07\x01\x00rest",
+        ),
+        (
+            "noext",
+            "application/octet-stream",
+            b"7z\xbc\xaf\x27\x1c rest",
+        ),
         ("材料.tar.gz", "application/gzip", b"\x1f\x8b\x08rest"),
     ]));
     let formats: Vec<String> = m
@@ -476,8 +631,14 @@ fn rar_7z_gz_are_unsupported() {
 #[test]
 fn eml_attachment_is_recursed() {
     let inner = mail_with(&[("照片.jpg", "image/jpeg", b"jpeg")]);
-    let inner = String::from_utf8(inner).unwrap().replace("Subject: test", "Subject: inner subject");
-    let m = parse(&mail_with(&[("转发.eml", "application/octet-stream", inner.as_bytes())]));
+    let inner = String::from_utf8(inner)
+        .unwrap()
+        .replace("Subject: test", "Subject: inner subject");
+    let m = parse(&mail_with(&[(
+        "转发.eml",
+        "application/octet-stream",
+        inner.as_bytes(),
+    )]));
     assert_eq!(names(&m), ["照片.jpg"]);
     assert_eq!(m.attachments[0].context, ["inner subject"]);
 }
@@ -489,8 +650,18 @@ fn eml_attachment_is_recursed() {
 #[test]
 fn empty_and_oversized_attachments() {
     let big = vec![1u8; 4096];
-    let limits = Limits { max_attachment_bytes: 1000, ..Limits::default() };
-    let m = mime::parse(&mail_with(&[("空.docx", "application/msword", b""), ("大.jpg", "image/jpeg", &big)]), &limits).unwrap();
+    let limits = Limits {
+        max_attachment_bytes: 1000,
+        ..Limits::default()
+    };
+    let m = mime::parse(
+        &mail_with(&[
+            ("空.docx", "application/msword", b""),
+            ("大.jpg", "image/jpeg", &big),
+        ]),
+        &limits,
+    )
+    .unwrap();
     assert_eq!(att(&m, "空.docx").problem, Some(Unreadable::Empty));
     let big = att(&m, "大.jpg");
     assert_eq!(big.problem, Some(Unreadable::TooLarge { limit: 1000 }));
@@ -502,7 +673,11 @@ fn malformed_base64_is_corrupt() {
     let raw = "From: a@b.cn\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
         Content-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0x!!**not base64 at all\r\n--b--\r\n";
     let m = parse(raw.as_bytes());
-    assert!(matches!(m.attachments[0].problem, Some(Unreadable::Corrupt { .. })), "{:?}", m.attachments);
+    assert!(
+        matches!(m.attachments[0].problem, Some(Unreadable::Corrupt { .. })),
+        "{:?}",
+        m.attachments
+    );
 }
 
 #[test]
@@ -519,31 +694,53 @@ fn deep_message_nesting_stops_at_the_limit() {
         msg = outer;
     }
     let m = parse(&msg);
-    assert!(m.attachments.iter().any(|a| a.problem == Some(Unreadable::TooDeep { limit: 5 })), "{:?}", names(&m));
+    assert!(
+        m.attachments
+            .iter()
+            .any(|a| a.problem == Some(Unreadable::TooDeep { limit: 5 })),
+        "{:?}",
+        names(&m)
+    );
     assert!(m.attachments.iter().all(|a| a.name != "deep.docx"));
 }
 
 #[test]
 fn ten_thousand_parts_stop_at_max_parts() {
-    let mut s = String::from("From: a@b.cn\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n");
+    let mut s = String::from(
+        "From: a@b.cn\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+    );
     for i in 0..10_000 {
-        s.push_str(&format!("--b\r\nContent-Type: application/octet-stream; name=f{i}.bin\r\n\r\nx\r\n"));
+        s.push_str(&format!(
+            "--b\r\nContent-Type: application/octet-stream; name=f{i}.bin\r\n\r\nx\r\n"
+        ));
     }
     s.push_str("--b--\r\n");
-    let limits = Limits { max_parts: 100, ..Limits::default() };
+    let limits = Limits {
+        max_parts: 100,
+        ..Limits::default()
+    };
     let m = mime::parse(s.as_bytes(), &limits).unwrap();
     assert!(m.parts_truncated);
-    assert_eq!(m.attachments.len(), 99, "the multipart container counts as a part");
+    assert_eq!(
+        m.attachments.len(),
+        99,
+        "the multipart container counts as a part"
+    );
 }
 
 #[test]
 fn deep_multipart_nesting_does_not_overflow() {
     let mut s = String::from("From: a@b.cn\r\nSubject: deep\r\n");
     for i in 0..5000 {
-        s.push_str(&format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"));
+        s.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        ));
     }
     s.push_str("Content-Type: text/plain\r\n\r\nbottom\r\n");
-    let limits = Limits { max_parts: 100_000, ..Limits::default() };
+    let limits = Limits {
+        max_parts: 100_000,
+        ..Limits::default()
+    };
     assert!(mime::parse(s.as_bytes(), &limits).is_ok());
 }
 
@@ -556,15 +753,27 @@ fn not_a_message() {
         b"\x00\x01\x02\xff\xfe garbage: \x00 more",
         b"just a line of text\nand another\n",
     ] {
-        assert!(matches!(mime::parse(raw, &Limits::default()), Err(MimeError::NotAMessage(_))), "{raw:?}");
+        assert!(
+            matches!(
+                mime::parse(raw, &Limits::default()),
+                Err(MimeError::NotAMessage(_))
+            ),
+            "{raw:?}"
+        );
     }
 }
 
 #[test]
 fn message_over_the_size_limit() {
-    let limits = Limits { max_message_bytes: 100, ..Limits::default() };
+    let limits = Limits {
+        max_message_bytes: 100,
+        ..Limits::default()
+    };
     let raw = mail_with(&[("a.txt", "text/plain", &[b'a'; 200])]);
-    assert_eq!(mime::parse(&raw, &limits).unwrap_err(), MimeError::TooLarge { limit: 100 });
+    assert_eq!(
+        mime::parse(&raw, &limits).unwrap_err(),
+        MimeError::TooLarge { limit: 100 }
+    );
 }
 
 #[test]
@@ -581,10 +790,20 @@ fn dangerous_mime_names_are_cleaned() {
 // ------------------------------------------------------------------------------------
 
 const FIXTURES: &[&str] = &[
-    "outlook2016.eml", "foxmail72.eml", "qqmail.eml", "applemail.eml", "163webmail.eml",
-    "outlook_forward_rfc822.eml", "raw_gbk_filename.eml", "rfc2231_split.eml",
-    "encoded_word_split.eml", "octet_stream_no_disposition.eml", "bounce_report.eml",
-    "auto_replied.eml", "qq_autoreply_subject.eml", "outlook_oof.eml",
+    "outlook2016.eml",
+    "foxmail72.eml",
+    "qqmail.eml",
+    "applemail.eml",
+    "163webmail.eml",
+    "outlook_forward_rfc822.eml",
+    "raw_gbk_filename.eml",
+    "rfc2231_split.eml",
+    "encoded_word_split.eml",
+    "octet_stream_no_disposition.eml",
+    "bounce_report.eml",
+    "auto_replied.eml",
+    "qq_autoreply_subject.eml",
+    "outlook_oof.eml",
 ];
 
 mod fuzz {

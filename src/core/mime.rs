@@ -124,7 +124,9 @@ const MAX_DEPTH_CAP: u32 = 32;
 /// [`Attachment`] as an [`Unreadable`].
 pub fn parse(raw: &[u8], limits: &Limits) -> Result<Message, MimeError> {
     if raw.len() as u64 > limits.max_message_bytes {
-        return Err(MimeError::TooLarge { limit: limits.max_message_bytes });
+        return Err(MimeError::TooLarge {
+            limit: limits.max_message_bytes,
+        });
     }
     match catch_unwind(AssertUnwindSafe(|| parse_inner(raw, limits))) {
         Ok(result) => result,
@@ -138,7 +140,9 @@ fn parse_inner(raw: &[u8], limits: &Limits) -> Result<Message, MimeError> {
     let entity = split_entity(raw, true)
         .ok_or_else(|| MimeError::NotAMessage("no header block at the start of the data".into()))?;
     if !looks_like_message(raw, &entity) {
-        return Err(MimeError::NotAMessage("no e-mail header fields found".into()));
+        return Err(MimeError::NotAMessage(
+            "no e-mail header fields found".into(),
+        ));
     }
     let mut msg = Message::default();
     fill_headers(&mut msg, raw, &entity);
@@ -149,7 +153,14 @@ fn parse_inner(raw: &[u8], limits: &Limits) -> Result<Message, MimeError> {
     msg.body_text = if !walker.plain.is_empty() {
         walker.plain.join("\n").trim().to_string()
     } else {
-        walker.html.iter().map(|h| html_to_text(h)).collect::<Vec<_>>().join("\n").trim().to_string()
+        walker
+            .html
+            .iter()
+            .map(|h| html_to_text(h))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .to_string()
     };
     msg.auto = detect_auto(&entity, &msg, walker.report);
     msg.attachments = walker.out;
@@ -158,8 +169,20 @@ fn parse_inner(raw: &[u8], limits: &Limits) -> Result<Message, MimeError> {
 
 /// Header names that make a header block an e-mail header block.
 const KNOWN_FIELDS: &[&str] = &[
-    "from", "to", "cc", "subject", "date", "message-id", "received", "mime-version",
-    "content-type", "return-path", "sender", "reply-to", "delivered-to", "x-mailer",
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "received",
+    "mime-version",
+    "content-type",
+    "return-path",
+    "sender",
+    "reply-to",
+    "delivered-to",
+    "x-mailer",
 ];
 
 fn looks_like_message(raw: &[u8], e: &Entity<'_>) -> bool {
@@ -168,7 +191,9 @@ fn looks_like_message(raw: &[u8], e: &Entity<'_>) -> bool {
     if block.contains(&0) {
         return false;
     }
-    e.fields.iter().any(|f| KNOWN_FIELDS.contains(&f.name.as_str()))
+    e.fields
+        .iter()
+        .any(|f| KNOWN_FIELDS.contains(&f.name.as_str()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -176,8 +201,12 @@ fn looks_like_message(raw: &[u8], e: &Entity<'_>) -> bool {
 // ---------------------------------------------------------------------------------------
 
 fn fill_headers(msg: &mut Message, raw: &[u8], e: &Entity<'_>) {
-    msg.message_id = e.raw("message-id").and_then(|v| header::msg_ids(v).into_iter().next());
-    msg.in_reply_to = e.raw("in-reply-to").and_then(|v| header::msg_ids(v).into_iter().next());
+    msg.message_id = e
+        .raw("message-id")
+        .and_then(|v| header::msg_ids(v).into_iter().next());
+    msg.in_reply_to = e
+        .raw("in-reply-to")
+        .and_then(|v| header::msg_ids(v).into_iter().next());
     msg.references = e.raw("references").map(header::msg_ids).unwrap_or_default();
     msg.subject = clean_text(&e.text("subject").unwrap_or_default());
     msg.date = e.text("date").and_then(|d| parse_date(&d));
@@ -193,7 +222,9 @@ fn fill_headers(msg: &mut Message, raw: &[u8], e: &Entity<'_>) {
     let (mp_from, mp_reply) = catch_unwind(AssertUnwindSafe(|| {
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw[..header_len]);
         let first = |a: Option<&mail_parser::Address<'_>>| {
-            a.and_then(|a| a.first()).and_then(|a| a.address.as_ref()).map(|s| s.to_string())
+            a.and_then(|a| a.first())
+                .and_then(|a| a.address.as_ref())
+                .map(|s| s.to_string())
         };
         match parsed {
             Some(m) => (first(m.from()), first(m.reply_to())),
@@ -212,9 +243,10 @@ fn mailbox(raw: &[u8], parsed_address: Option<String>) -> Option<Mailbox> {
         _ => {
             // bare address, maybe with a "(comment)" name
             let (addr, comment) = match (text.find('('), text.rfind(')')) {
-                (Some(a), Some(b)) if b > a => {
-                    (format!("{}{}", &text[..a], &text[b + 1..]), text[a + 1..b].to_string())
-                }
+                (Some(a), Some(b)) if b > a => (
+                    format!("{}{}", &text[..a], &text[b + 1..]),
+                    text[a + 1..b].to_string(),
+                ),
                 _ => (text.clone(), String::new()),
             };
             (comment, addr)
@@ -251,11 +283,14 @@ fn parse_date(s: &str) -> Option<DateTime<FixedOffset>> {
     if let Ok(d) = DateTime::parse_from_rfc2822(&cleaned) {
         return Some(d);
     }
-    let d = catch_unwind(|| mail_parser::DateTime::parse_rfc822(&cleaned)).ok().flatten()?;
+    let d = catch_unwind(|| mail_parser::DateTime::parse_rfc822(&cleaned))
+        .ok()
+        .flatten()?;
     if !d.is_valid() {
         return None;
     }
-    let offset_secs = (d.tz_hour as i32 * 3600 + d.tz_minute as i32 * 60) * if d.tz_before_gmt { -1 } else { 1 };
+    let offset_secs =
+        (d.tz_hour as i32 * 3600 + d.tz_minute as i32 * 60) * if d.tz_before_gmt { -1 } else { 1 };
     let tz = FixedOffset::east_opt(offset_secs)?;
     let naive = chrono::NaiveDate::from_ymd_opt(d.year as i32, d.month as u32, d.day as u32)?
         .and_hms_opt(d.hour as u32, d.minute as u32, d.second as u32)?;
@@ -267,18 +302,28 @@ fn parse_date(s: &str) -> Option<DateTime<FixedOffset>> {
 // ---------------------------------------------------------------------------------------
 
 fn header_word(e: &Entity<'_>, name: &str) -> Option<String> {
-    e.text(name).map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    e.text(name).map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
 }
 
 fn detect_auto(e: &Entity<'_>, msg: &Message, report: bool) -> Option<AutoMail> {
-    let ct = e.raw("content-type").map(parse_structured).unwrap_or_default();
+    let ct = e
+        .raw("content-type")
+        .map(parse_structured)
+        .unwrap_or_default();
     if report || ct.value == "multipart/report" || ct.value == "message/delivery-status" {
         return Some(AutoMail::Bounce);
     }
-    if let Some(v) = header_word(e, "auto-submitted") {
-        if !v.is_empty() && v != "no" {
-            return Some(AutoMail::AutoSubmitted(v));
-        }
+    if let Some(v) = header_word(e, "auto-submitted")
+        && !v.is_empty()
+        && v != "no"
+    {
+        return Some(AutoMail::AutoSubmitted(v));
     }
     if let Some(from) = &msg.from {
         let local = from.address.split('@').next().unwrap_or("");
@@ -287,38 +332,63 @@ fn detect_auto(e: &Entity<'_>, msg: &Message, report: bool) -> Option<AutoMail> 
         }
     }
     if let Some(rp) = e.raw("return-path") {
-        let rp: String = String::from_utf8_lossy(rp).chars().filter(|c| !c.is_whitespace()).collect();
+        let rp: String = String::from_utf8_lossy(rp)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         if rp == "<>" {
             return Some(AutoMail::Bounce);
         }
     }
     for name in ["x-autoreply", "x-autorespond"] {
-        if let Some(v) = header_word(e, name) {
-            if v != "no" && v != "false" {
-                return Some(AutoMail::AutoReply(format!("{name}: {v}")));
-            }
+        if let Some(v) = header_word(e, name)
+            && v != "no"
+            && v != "false"
+        {
+            return Some(AutoMail::AutoReply(format!("{name}: {v}")));
         }
     }
-    if let Some(v) = header_word(e, "x-auto-response-suppress") {
-        if v.split(|c: char| c == ',' || c.is_whitespace()).any(|t| t == "oof" || t == "all") {
-            return Some(AutoMail::AutoReply(format!("x-auto-response-suppress: {v}")));
-        }
+    if let Some(v) = header_word(e, "x-auto-response-suppress")
+        && v.split(|c: char| c == ',' || c.is_whitespace())
+            .any(|t| t == "oof" || t == "all")
+    {
+        return Some(AutoMail::AutoReply(format!(
+            "x-auto-response-suppress: {v}"
+        )));
     }
     let subject = msg.subject.trim_start();
     let lower = subject.to_lowercase();
-    let reply_prefix = ["自动回复:", "自动回复：", "自动回复 :", "【自动回复】", "[自动回复]"]
+    let reply_prefix = [
+        "自动回复:",
+        "自动回复：",
+        "自动回复 :",
+        "【自动回复】",
+        "[自动回复]",
+        // Outlook zh-CN out-of-office prefix.
+        "自动答复:",
+        "自动答复：",
+    ]
+    .iter()
+    .any(|p| subject.starts_with(p))
+        || [
+            "auto reply",
+            "auto-reply:",
+            "autoreply:",
+            "automatic reply:",
+            "automatic reply：",
+        ]
         .iter()
-        .any(|p| subject.starts_with(p))
-        || ["auto reply", "auto-reply:", "autoreply:", "automatic reply:", "automatic reply："]
-            .iter()
-            .any(|p| lower.starts_with(p));
+        .any(|p| lower.starts_with(p));
     if reply_prefix {
-        return Some(AutoMail::AutoReply(format!("subject: {}", subject.chars().take(40).collect::<String>())));
+        return Some(AutoMail::AutoReply(format!(
+            "subject: {}",
+            subject.chars().take(40).collect::<String>()
+        )));
     }
-    if let Some(v) = header_word(e, "precedence") {
-        if matches!(v.as_str(), "bulk" | "junk" | "list") {
-            return Some(AutoMail::Precedence(v));
-        }
+    if let Some(v) = header_word(e, "precedence")
+        && matches!(v.as_str(), "bulk" | "junk" | "list")
+    {
+        return Some(AutoMail::Precedence(v));
     }
     if e.has("list-id") || e.has("list-unsubscribe") {
         return Some(AutoMail::MailingList);
@@ -386,8 +456,15 @@ impl<'l> Walker<'l> {
         if !self.count_part() {
             return;
         }
-        let ct = e.raw("content-type").map(parse_structured).unwrap_or_default();
-        let mime = if ct.value.contains('/') { ct.value.clone() } else { "text/plain".to_string() };
+        let ct = e
+            .raw("content-type")
+            .map(parse_structured)
+            .unwrap_or_default();
+        let mime = if ct.value.contains('/') {
+            ct.value.clone()
+        } else {
+            "text/plain".to_string()
+        };
         if mime.starts_with("multipart/") {
             if scope == Scope::Top && mime == "multipart/report" {
                 self.report = true;
@@ -400,8 +477,10 @@ impl<'l> Walker<'l> {
                     if self.parts_over {
                         break;
                     }
-                    let ce = split_entity(child, false)
-                        .unwrap_or(Entity { fields: Vec::new(), body: child });
+                    let ce = split_entity(child, false).unwrap_or(Entity {
+                        fields: Vec::new(),
+                        body: child,
+                    });
                     self.walk(&ce, level, ctx, scope, nest + 1);
                 }
                 return;
@@ -422,10 +501,16 @@ impl<'l> Walker<'l> {
         scope: Scope,
         nest: u32,
     ) {
-        let disp = e.raw("content-disposition").map(parse_structured).unwrap_or_default();
+        let disp = e
+            .raw("content-disposition")
+            .map(parse_structured)
+            .unwrap_or_default();
         let name = pick_name(disp.param("filename"), ct.param("name"));
         let is_attachment = disp.value == "attachment";
-        let cte = e.text("content-transfer-encoding").unwrap_or_default().to_ascii_lowercase();
+        let cte = e
+            .text("content-transfer-encoding")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if scope == Scope::Top && mime == "message/delivery-status" {
             self.report = true;
         }
@@ -433,7 +518,11 @@ impl<'l> Walker<'l> {
             if scope == Scope::Top {
                 let (bytes, _) = decode_transfer(e.body, &cte);
                 let text = decode_charset(&bytes, ct.param("charset"));
-                if mime == "text/plain" { self.plain.push(text) } else { self.html.push(text) }
+                if mime == "text/plain" {
+                    self.plain.push(text)
+                } else {
+                    self.html.push(text)
+                }
             }
             return;
         }
@@ -447,11 +536,22 @@ impl<'l> Walker<'l> {
                     .and_then(|fe| fe.text("subject"))
                     .map(|s| clean_file_name(&s))
                     .unwrap_or_default();
-                if subject.is_empty() { self.generated_name("forwarded", mime) } else { format!("{subject}.eml") }
+                if subject.is_empty() {
+                    self.generated_name("forwarded", mime)
+                } else {
+                    format!("{subject}.eml")
+                }
             }
             None => self.generated_name(if inline_cid { "inline" } else { "attachment" }, mime),
         };
-        let file = NewFile { name: name.clone(), file_name: name, content_type: mime.to_string(), context: ctx.to_vec(), archive: None, inline_cid };
+        let file = NewFile {
+            name: name.clone(),
+            file_name: name,
+            content_type: mime.to_string(),
+            context: ctx.to_vec(),
+            archive: None,
+            inline_cid,
+        };
         self.add_file(file, data, problem, level, nest);
     }
 
@@ -462,7 +562,14 @@ impl<'l> Walker<'l> {
 
     /// Adds a file (MIME leaf or archive member), expanding archives and forwarded
     /// messages. Returns nothing: the attachment (if any) is pushed onto `out`.
-    fn add_file(&mut self, f: NewFile, data: Vec<u8>, problem: Option<Unreadable>, level: u32, nest: u32) {
+    fn add_file(
+        &mut self,
+        f: NewFile,
+        data: Vec<u8>,
+        problem: Option<Unreadable>,
+        level: u32,
+        nest: u32,
+    ) {
         let mut att = Attachment {
             name: f.name,
             file_name: f.file_name,
@@ -475,7 +582,9 @@ impl<'l> Walker<'l> {
         };
         if att.problem.is_none() {
             if att.data.len() as u64 > self.limits.max_attachment_bytes {
-                att.problem = Some(Unreadable::TooLarge { limit: self.limits.max_attachment_bytes });
+                att.problem = Some(Unreadable::TooLarge {
+                    limit: self.limits.max_attachment_bytes,
+                });
                 att.data = Vec::new();
             } else if att.data.is_empty() {
                 att.problem = Some(Unreadable::Empty);
@@ -507,7 +616,9 @@ impl<'l> Walker<'l> {
     fn nested_message(&mut self, mut att: Attachment, level: u32, nest: u32) {
         let inner = level + 1;
         if inner > self.max_depth {
-            att.problem = Some(Unreadable::TooDeep { limit: self.max_depth });
+            att.problem = Some(Unreadable::TooDeep {
+                limit: self.max_depth,
+            });
             att.data = Vec::new();
             self.out.push(att);
             return;
@@ -515,13 +626,19 @@ impl<'l> Walker<'l> {
         let data = std::mem::take(&mut att.data);
         let entity = split_entity(&data, true).filter(|fe| looks_like_message(&data, fe));
         let Some(entity) = entity else {
-            att.problem = Some(Unreadable::Corrupt { detail: "not an e-mail message".into() });
+            att.problem = Some(Unreadable::Corrupt {
+                detail: "not an e-mail message".into(),
+            });
             att.data = data;
             self.out.push(att);
             return;
         };
         let subject = clean_text(&entity.text("subject").unwrap_or_default());
-        let label = if subject.is_empty() { att.file_name.clone() } else { subject };
+        let label = if subject.is_empty() {
+            att.file_name.clone()
+        } else {
+            subject
+        };
         let mut ctx = att.context.clone();
         ctx.push(label);
         // The forwarded message's own parts count towards max_parts but the message itself
@@ -532,7 +649,9 @@ impl<'l> Walker<'l> {
     fn expand_zip(&mut self, index: usize, level: u32, nest: u32) {
         let inner = level + 1;
         if inner > self.max_depth {
-            self.out[index].problem = Some(Unreadable::TooDeep { limit: self.max_depth });
+            self.out[index].problem = Some(Unreadable::TooDeep {
+                limit: self.max_depth,
+            });
             return;
         }
         let data = std::mem::take(&mut self.out[index].data);
@@ -586,7 +705,10 @@ const ZIP_DOCUMENTS: &[&str] = &[
 ];
 
 fn extension(file_name: &str) -> String {
-    file_name.rsplit_once('.').map(|(_, e)| e.trim().to_ascii_lowercase()).unwrap_or_default()
+    file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.trim().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 fn kind(file_name: &str, content_type: &str, data: &[u8]) -> Kind {
@@ -612,10 +734,16 @@ fn kind(file_name: &str, content_type: &str, data: &[u8]) -> Kind {
     if data.starts_with(b"\x1f\x8b") || ext == "gz" {
         return Kind::Unsupported("gz压缩包");
     }
-    if matches!(ext.as_str(), "tar" | "bz2" | "xz" | "tbz" | "txz" | "zst" | "arj" | "cab" | "lzh") {
+    if matches!(
+        ext.as_str(),
+        "tar" | "bz2" | "xz" | "tbz" | "txz" | "zst" | "arj" | "cab" | "lzh"
+    ) {
         return Kind::Unsupported("tar/bz2/xz等压缩包");
     }
-    if content_type.starts_with("message/rfc822") || content_type == "message/global" || ext == "eml" {
+    if content_type.starts_with("message/rfc822")
+        || content_type == "message/global"
+        || ext == "eml"
+    {
         return Kind::Message;
     }
     Kind::Plain
@@ -655,10 +783,10 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Vec<&'a [u8]> {
         }
         current = Some(next);
     }
-    if let Some(cs) = current {
-        if cs < body.len() {
-            parts.push(&body[cs..]);
-        }
+    if let Some(cs) = current
+        && cs < body.len()
+    {
+        parts.push(&body[cs..]);
     }
     parts
 }
@@ -674,8 +802,14 @@ fn decode_transfer(body: &[u8], cte: &str) -> (Vec<u8>, Option<Unreadable>) {
 
 fn decode_base64(body: &[u8]) -> (Vec<u8>, Option<Unreadable>) {
     use base64::Engine as _;
-    let clean: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    let bad = clean.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='));
+    let clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let bad = clean
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='));
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
@@ -737,12 +871,12 @@ fn decode_qp(body: &[u8]) -> Vec<u8> {
                 i = j;
                 continue;
             }
-            if i + 2 < body.len() {
-                if let (Some(h), Some(l)) = (hex(body[i + 1]), hex(body[i + 2])) {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
+            if i + 2 < body.len()
+                && let (Some(h), Some(l)) = (hex(body[i + 1]), hex(body[i + 2]))
+            {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
             }
         }
         out.push(b);
@@ -778,16 +912,19 @@ pub(crate) fn clean_text(s: &str) -> String {
 pub(crate) fn clean_component(s: &str) -> String {
     let c = clean_text(s);
     let c = c.trim();
-    if c == "." || c == ".." { String::new() } else { c.to_string() }
+    if c == "." || c == ".." {
+        String::new()
+    } else {
+        c.to_string()
+    }
 }
 
 /// A MIME file name: the last usable path component of what the sender's client wrote.
 fn clean_file_name(s: &str) -> String {
     s.split(['/', '\\'])
         .map(clean_component)
-        .filter(|c| !c.is_empty())
-        .next_back()
-        .map(|c| c.trim_start_matches(|ch: char| ch == ':').to_string())
+        .rfind(|c| !c.is_empty())
+        .map(|c| c.trim_start_matches(':').to_string())
         .unwrap_or_default()
 }
 
@@ -880,7 +1017,10 @@ fn html_to_text(html: &str) -> String {
             let rest = &lower[i..];
             let end = rest.find('>').map(|p| i + p + 1).unwrap_or(bytes.len());
             let tag = &lower[i..end];
-            if ["<br", "</p", "</div", "</tr", "</li", "</h", "</table"].iter().any(|t| tag.starts_with(t)) {
+            if ["<br", "</p", "</div", "</tr", "</li", "</h", "</table"]
+                .iter()
+                .any(|t| tag.starts_with(t))
+            {
                 out.push('\n');
             } else if tag.starts_with("</td") || tag.starts_with("</th") {
                 out.push('\t');
@@ -888,25 +1028,27 @@ fn html_to_text(html: &str) -> String {
             i = end;
             continue;
         }
-        if bytes[i] == b'&' {
-            if let Some(semi) = lower[i..].find(';').filter(|p| *p <= 10) {
-                let ent = &lower[i + 1..i + semi];
-                let decoded = match ent {
-                    "nbsp" => Some(' '),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "amp" => Some('&'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32),
-                    e if e.starts_with('#') => e[1..].parse::<u32>().ok().and_then(char::from_u32),
-                    _ => None,
-                };
-                if let Some(c) = decoded {
-                    out.push(c);
-                    i += semi + 1;
-                    continue;
-                }
+        if bytes[i] == b'&'
+            && let Some(semi) = lower[i..].find(';').filter(|p| *p <= 10)
+        {
+            let ent = &lower[i + 1..i + semi];
+            let decoded = match ent {
+                "nbsp" => Some(' '),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "amp" => Some('&'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32),
+                e if e.starts_with('#') => e[1..].parse::<u32>().ok().and_then(char::from_u32),
+                _ => None,
+            };
+            if let Some(c) = decoded {
+                out.push(c);
+                i += semi + 1;
+                continue;
             }
         }
         // push the whole UTF-8 character

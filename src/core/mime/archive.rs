@@ -34,11 +34,19 @@ pub(crate) struct Expanded {
 }
 
 fn corrupt(detail: impl Into<String>) -> Expanded {
-    Expanded { members: Vec::new(), problem: Some(Unreadable::Corrupt { detail: detail.into() }) }
+    Expanded {
+        members: Vec::new(),
+        problem: Some(Unreadable::Corrupt {
+            detail: detail.into(),
+        }),
+    }
 }
 
 fn bomb(detail: String) -> Expanded {
-    Expanded { members: Vec::new(), problem: Some(Unreadable::ArchiveBomb { detail }) }
+    Expanded {
+        members: Vec::new(),
+        problem: Some(Unreadable::ArchiveBomb { detail }),
+    }
 }
 
 /// Decodes a raw member name: UTF-8 when flagged (or when it simply is valid UTF-8, as
@@ -61,7 +69,10 @@ fn components(name: &str) -> Vec<String> {
         .map(clean_component)
         .filter(|c| !c.is_empty())
         .collect();
-    if out.first().is_some_and(|c| c.len() == 2 && c.ends_with(':')) {
+    if out
+        .first()
+        .is_some_and(|c| c.len() == 2 && c.ends_with(':'))
+    {
         out.remove(0);
     }
     out
@@ -77,7 +88,9 @@ fn is_junk(path: &[String]) -> bool {
 
 fn is_password_error(e: &zip::result::ZipError) -> bool {
     let s = e.to_string().to_ascii_lowercase();
-    matches!(e, zip::result::ZipError::InvalidPassword) || s.contains("password") || s.contains("encrypt")
+    matches!(e, zip::result::ZipError::InvalidPassword)
+        || s.contains("password")
+        || s.contains("encrypt")
 }
 
 /// Expands one zip. `inflated` is the running total of inflated bytes for the message.
@@ -92,7 +105,10 @@ fn expand_inner(data: &[u8], limits: &Limits, inflated: &mut u64) -> Expanded {
     let mut zip = match ZipArchive::new(Cursor::new(data)) {
         Ok(z) => z,
         Err(e) if is_password_error(&e) => {
-            return Expanded { members: Vec::new(), problem: Some(Unreadable::Encrypted) };
+            return Expanded {
+                members: Vec::new(),
+                problem: Some(Unreadable::Encrypted),
+            };
         }
         Err(e) => return corrupt(format!("not a readable zip archive ({e})")),
     };
@@ -100,7 +116,10 @@ fn expand_inner(data: &[u8], limits: &Limits, inflated: &mut u64) -> Expanded {
     // 1. What the central directory declares.
     let count = zip.len();
     if count as u64 > limits.max_archive_members as u64 {
-        return bomb(format!("{count} entries, the limit is {}", limits.max_archive_members));
+        return bomb(format!(
+            "{count} entries, the limit is {}",
+            limits.max_archive_members
+        ));
     }
     struct Entry {
         index: usize,
@@ -133,7 +152,11 @@ fn expand_inner(data: &[u8], limits: &Limits, inflated: &mut u64) -> Expanded {
             ));
         }
         declared = declared.saturating_add(size);
-        entries.push(Entry { index, path, encrypted: meta.encrypted() });
+        entries.push(Entry {
+            index,
+            path,
+            encrypted: meta.encrypted(),
+        });
     }
     if inflated.saturating_add(declared) > limits.max_decompressed_bytes {
         return bomb(format!(
@@ -143,11 +166,18 @@ fn expand_inner(data: &[u8], limits: &Limits, inflated: &mut u64) -> Expanded {
     }
 
     // 2. Inflate, capped whatever the headers said.
-    let mut out = Expanded { members: Vec::new(), problem: None };
+    let mut out = Expanded {
+        members: Vec::new(),
+        problem: None,
+    };
     for entry in entries {
         if entry.encrypted {
             out.problem = Some(Unreadable::Encrypted);
-            out.members.push(Member { path: entry.path, data: Vec::new(), problem: Some(Unreadable::Encrypted) });
+            out.members.push(Member {
+                path: entry.path,
+                data: Vec::new(),
+                problem: Some(Unreadable::Encrypted),
+            });
             continue;
         }
         let budget = limits.max_decompressed_bytes.saturating_sub(*inflated);
@@ -157,25 +187,39 @@ fn expand_inner(data: &[u8], limits: &Limits, inflated: &mut u64) -> Expanded {
             Ok(file) => file.take(cap).read_to_end(&mut buf),
             Err(e) if is_password_error(&e) => {
                 out.problem = Some(Unreadable::Encrypted);
-                out.members.push(Member { path: entry.path, data: Vec::new(), problem: Some(Unreadable::Encrypted) });
+                out.members.push(Member {
+                    path: entry.path,
+                    data: Vec::new(),
+                    problem: Some(Unreadable::Encrypted),
+                });
                 continue;
             }
             Err(e) => Err(std::io::Error::other(e.to_string())),
         };
         *inflated = inflated.saturating_add(buf.len() as u64);
         if let Err(e) = read {
-            let problem = Unreadable::Corrupt { detail: format!("cannot inflate this file from the zip ({e})") };
+            let problem = Unreadable::Corrupt {
+                detail: format!("cannot inflate this file from the zip ({e})"),
+            };
             if out.problem.is_none() {
-                out.problem = Some(Unreadable::Corrupt { detail: format!("{}: {e}", entry.path.join("/")) });
+                out.problem = Some(Unreadable::Corrupt {
+                    detail: format!("{}: {e}", entry.path.join("/")),
+                });
             }
-            out.members.push(Member { path: entry.path, data: Vec::new(), problem: Some(problem) });
+            out.members.push(Member {
+                path: entry.path,
+                data: Vec::new(),
+                problem: Some(problem),
+            });
             continue;
         }
         if buf.len() as u64 > limits.max_attachment_bytes {
             out.members.push(Member {
                 path: entry.path,
                 data: Vec::new(),
-                problem: Some(Unreadable::TooLarge { limit: limits.max_attachment_bytes }),
+                problem: Some(Unreadable::TooLarge {
+                    limit: limits.max_attachment_bytes,
+                }),
             });
             if *inflated > limits.max_decompressed_bytes {
                 out.problem = Some(Unreadable::ArchiveBomb {
@@ -191,7 +235,11 @@ fn expand_inner(data: &[u8], limits: &Limits, inflated: &mut u64) -> Expanded {
             });
             break;
         }
-        out.members.push(Member { path: entry.path, data: buf, problem: None });
+        out.members.push(Member {
+            path: entry.path,
+            data: buf,
+            problem: None,
+        });
     }
     out
 }
@@ -204,7 +252,10 @@ mod tests {
     fn names() {
         // "附件" in GBK = B8 BD BC FE
         assert_eq!(decode_name(b"\xb8\xbd\xbc\xfe.docx", false), "附件.docx");
-        assert_eq!(components("../../etc/\u{202E}passwd"), vec!["etc", "passwd"]);
+        assert_eq!(
+            components("../../etc/\u{202E}passwd"),
+            vec!["etc", "passwd"]
+        );
         assert_eq!(components("C:\\a\\b.txt"), vec!["a", "b.txt"]);
     }
 }

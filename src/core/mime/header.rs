@@ -27,7 +27,8 @@ impl<'a> Entity<'a> {
 
     /// Unfolded, decoded (RFC 2047, raw GBK) text of the first field with this name.
     pub fn text(&self, name: &str) -> Option<String> {
-        self.raw(name).map(|v| decode_words(&unfold(v)).trim().to_string())
+        self.raw(name)
+            .map(|v| decode_words(&unfold(v)).trim().to_string())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -56,7 +57,10 @@ fn trim_end_ws(s: &[u8]) -> &[u8] {
 
 fn trim_ws(s: &[u8]) -> &[u8] {
     let s = trim_end_ws(s);
-    let start = s.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')).unwrap_or(s.len());
+    let start = s
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(s.len());
     &s[start..]
 }
 
@@ -71,7 +75,11 @@ pub(crate) fn lines(data: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> 
         let (end, next) = match data[pos..].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let nl = pos + i;
-                let end = if nl > start && data[nl - 1] == b'\r' { nl - 1 } else { nl };
+                let end = if nl > start && data[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
                 (end, nl + 1)
             }
             None => (data.len(), data.len()),
@@ -109,9 +117,13 @@ pub(crate) fn split_entity(data: &[u8], strict: bool) -> Option<Entity<'_>> {
         match header_name_len(line) {
             Some(colon) => {
                 if let Some((name, s, e)) = current.take() {
-                    fields.push(Field { name, value: &data[s..e] });
+                    fields.push(Field {
+                        name,
+                        value: &data[s..e],
+                    });
                 }
-                let name = String::from_utf8_lossy(trim_end_ws(&line[..colon])).to_ascii_lowercase();
+                let name =
+                    String::from_utf8_lossy(trim_end_ws(&line[..colon])).to_ascii_lowercase();
                 current = Some((name, start + colon + 1, end));
             }
             None => {
@@ -129,9 +141,15 @@ pub(crate) fn split_entity(data: &[u8], strict: bool) -> Option<Entity<'_>> {
         first = false;
     }
     if let Some((name, s, e)) = current.take() {
-        fields.push(Field { name, value: &data[s..e] });
+        fields.push(Field {
+            name,
+            value: &data[s..e],
+        });
     }
-    Some(Entity { fields, body: &data[body_start.min(data.len())..] })
+    Some(Entity {
+        fields,
+        body: &data[body_start.min(data.len())..],
+    })
 }
 
 /// RFC 5322 unfolding: CRLF followed by white space becomes that white space.
@@ -212,15 +230,13 @@ fn q_decode(text: &[u8]) -> Vec<u8> {
     while i < text.len() {
         match text[i] {
             b'_' => out.push(b' '),
-            b'=' if i + 2 < text.len() => {
-                match (hex_val(text[i + 1]), hex_val(text[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'='),
+            b'=' if i + 2 < text.len() => match (hex_val(text[i + 1]), hex_val(text[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'='),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -233,12 +249,13 @@ pub(crate) fn percent_decode(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
-        if text[i] == b'%' && i + 2 < text.len() {
-            if let (Some(h), Some(l)) = (hex_val(text[i + 1]), hex_val(text[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if text[i] == b'%'
+            && i + 2 < text.len()
+            && let (Some(h), Some(l)) = (hex_val(text[i + 1]), hex_val(text[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(text[i]);
         i += 1;
@@ -286,24 +303,26 @@ pub(crate) fn decode_words(s: &[u8]) -> String {
     let mut raw: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'=' && s.get(i + 1) == Some(&b'?') {
-            if let Some((cs, bytes, end)) = encoded_word_at(s, i) {
-                // White space between two encoded-words is dropped (RFC 2047 §6.2).
-                let only_ws = raw.iter().all(|b| b.is_ascii_whitespace());
-                let prev_is_word = matches!(pieces.last(), Some(Piece::Word { .. }));
-                if !(only_ws && prev_is_word) && !raw.is_empty() {
-                    pieces.push(Piece::Raw(std::mem::take(&mut raw)));
-                }
-                raw.clear();
-                match pieces.last_mut() {
-                    Some(Piece::Word { charset, bytes: prev }) if charset.eq_ignore_ascii_case(&cs) => {
-                        prev.extend_from_slice(&bytes)
-                    }
-                    _ => pieces.push(Piece::Word { charset: cs, bytes }),
-                }
-                i = end;
-                continue;
+        if s[i] == b'='
+            && s.get(i + 1) == Some(&b'?')
+            && let Some((cs, bytes, end)) = encoded_word_at(s, i)
+        {
+            // White space between two encoded-words is dropped (RFC 2047 §6.2).
+            let only_ws = raw.iter().all(|b| b.is_ascii_whitespace());
+            let prev_is_word = matches!(pieces.last(), Some(Piece::Word { .. }));
+            if !raw.is_empty() && (!only_ws || !prev_is_word) {
+                pieces.push(Piece::Raw(std::mem::take(&mut raw)));
             }
+            raw.clear();
+            match pieces.last_mut() {
+                Some(Piece::Word {
+                    charset,
+                    bytes: prev,
+                }) if charset.eq_ignore_ascii_case(&cs) => prev.extend_from_slice(&bytes),
+                _ => pieces.push(Piece::Word { charset: cs, bytes }),
+            }
+            i = end;
+            continue;
         }
         raw.push(s[i]);
         i += 1;
@@ -331,7 +350,10 @@ pub(crate) struct Structured {
 
 impl Structured {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -401,7 +423,9 @@ pub(crate) fn parse_structured(raw: &[u8]) -> Structured {
     let mut segs: Vec<(String, Seg)> = Vec::new();
     for p in parts {
         let p = trim_ws(p);
-        let Some(eq) = p.iter().position(|&b| b == b'=') else { continue };
+        let Some(eq) = p.iter().position(|&b| b == b'=') else {
+            continue;
+        };
         let key = String::from_utf8_lossy(trim_ws(&p[..eq])).to_ascii_lowercase();
         if key.is_empty() {
             continue;
@@ -412,23 +436,44 @@ pub(crate) fn parse_structured(raw: &[u8]) -> Structured {
             let extended = key.ends_with('*');
             let k = key.trim_end_matches('*');
             match k.rsplit_once('*') {
-                Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => {
-                    (b.to_string(), n.parse::<u32>().unwrap_or(u32::MAX), extended)
-                }
+                Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => (
+                    b.to_string(),
+                    n.parse::<u32>().unwrap_or(u32::MAX),
+                    extended,
+                ),
                 _ => (k.to_string(), 0, extended),
             }
         };
-        let bytes = if extended { trim_ws(val).to_vec() } else { unquote(val) };
-        let bytes = if extended && bytes.first() == Some(&b'"') { unquote(&bytes) } else { bytes };
+        let bytes = if extended {
+            trim_ws(val).to_vec()
+        } else {
+            unquote(val)
+        };
+        let bytes = if extended && bytes.first() == Some(&b'"') {
+            unquote(&bytes)
+        } else {
+            bytes
+        };
         if !order.contains(&base) {
             order.push(base.clone());
         }
-        segs.push((base, Seg { index, extended, bytes }));
+        segs.push((
+            base,
+            Seg {
+                index,
+                extended,
+                bytes,
+            },
+        ));
     }
 
     let mut params = Vec::new();
     for name in order {
-        let mut mine: Vec<&Seg> = segs.iter().filter(|(n, _)| *n == name).map(|(_, s)| s).collect();
+        let mut mine: Vec<&Seg> = segs
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, s)| s)
+            .collect();
         mine.sort_by_key(|s| s.index);
         mine.dedup_by_key(|s| s.index);
         let mut charset_label: Option<String> = None;
@@ -455,7 +500,11 @@ pub(crate) fn parse_structured(raw: &[u8]) -> Structured {
             let label = charset_label.filter(|c| !c.is_empty());
             let t = decode_charset(&joined, label.as_deref());
             // Some clients put encoded-words inside RFC 2231 values; decode those too.
-            if t.contains("=?") { decode_words(t.as_bytes()) } else { t }
+            if t.contains("=?") {
+                decode_words(t.as_bytes())
+            } else {
+                t
+            }
         } else {
             decode_words(&joined)
         };
@@ -471,7 +520,10 @@ pub(crate) fn msg_ids(raw: &[u8]) -> Vec<String> {
     let mut rest = s.as_str();
     while let Some(a) = rest.find('<') {
         let Some(b) = rest[a..].find('>') else { break };
-        let id: String = rest[a + 1..a + b].chars().filter(|c| !c.is_whitespace()).collect();
+        let id: String = rest[a + 1..a + b]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         if !id.is_empty() {
             out.push(format!("<{id}>"));
         }
@@ -501,7 +553,8 @@ mod tests {
 
     #[test]
     fn rfc2231_split() {
-        let s = parse_structured(b" attachment;\r\n filename*0*=gbk''%D5;\r\n filename*1*=%C5.docx");
+        let s =
+            parse_structured(b" attachment;\r\n filename*0*=gbk''%D5;\r\n filename*1*=%C5.docx");
         assert_eq!(s.param("filename"), Some("张.docx"));
     }
 
