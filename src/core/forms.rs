@@ -474,6 +474,9 @@ fn find_blanks(doc: &Document) -> Vec<Field> {
             for (alias, spec) in &aliases {
                 let Shape::Blank { unit } = spec.shape else { continue };
                 let Some(rest) = segment.strip_prefix(alias.as_str()) else { continue };
+                // The longest label that prefixes the segment is its label: `高级工程师` is
+                // never `高级工` + `程师`, even when it holds no value.
+                let longest = true;
                 let unit = squash(unit);
                 let (value, had_unit) = match rest.strip_suffix(unit.as_str()) {
                     Some(v) => (v, true),
@@ -482,8 +485,13 @@ fn find_blanks(doc: &Document) -> Vec<Field> {
                 // A blank holds a number (`8`, `约300`, `八`, `无`), not prose that happens to
                 // start with a label (`共完成创新项目12项`).
                 let words = value.chars().filter(|c| !c.is_ascii_digit() && !matches!(c, '.' | ',' | '-')).count();
-                let value_like = value.is_empty() || (text::parse_number(value).is_some() && words <= 3) || (words <= 2 && !value.chars().any(|c| c.is_ascii_alphabetic()));
+                let value_like = value.is_empty()
+                    || (text::parse_number(value).is_some() && words <= 3)
+                    || matches!(value, "若干" | "不详" | "待定" | "暂无" | "-" | "/");
                 if !value_like || (value.is_empty() && !had_unit) {
+                    if longest {
+                        break;
+                    }
                     continue;
                 }
                 let i = specs.iter().position(|s| std::ptr::eq(*s, *spec)).expect("spec from list");
@@ -676,7 +684,7 @@ pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
                 if let Some((_, last, columns)) = header {
                     out.has_header = true;
                     for (r, row) in t.rows.iter().enumerate().skip(last + 1) {
-                        let first = squash(row.first().map(String::as_str).unwrap_or(""));
+                        let first = row.iter().map(|c| squash(c)).find(|c| !c.is_empty()).unwrap_or_default();
                         if first.starts_with("填表要求") || first.starts_with("填表说明") || first.starts_with("注") && first.len() > 6 {
                             break;
                         }
