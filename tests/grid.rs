@@ -447,12 +447,113 @@ fn pdf_through_pdftotext() {
     assert!(text.contains("张三"), "{text}");
 }
 
+/// A valid one-page PDF whose only content is a grey-scale image (what a scanner makes).
+fn image_only_pdf() -> Vec<u8> {
+    let (w, h) = (120usize, 60usize);
+    let pixels: Vec<u8> = (0..w * h).map(|i| if (i % w / 10) % 2 == 0 { 30 } else { 220 }).collect();
+    let content = format!("q {w} 0 0 {h} 36 700 cm /Im0 Do Q");
+    let mut objs: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>".to_vec(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes(),
+    ];
+    let mut img = format!(
+        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 8 /Length {} >>\nstream\n",
+        pixels.len()
+    )
+    .into_bytes();
+    img.extend_from_slice(&pixels);
+    img.extend_from_slice(b"\nendstream");
+    objs.push(img);
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1).as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn image_only_pdf_has_no_blocks() {
+    let conv = detected();
+    if conv.pdftotext.is_none() {
+        println!("SKIPPED: pdftotext not found on PATH");
+        return;
+    }
+    let d = grid::read("扫描件.pdf", &image_only_pdf(), &limits(), &conv).unwrap();
+    assert_eq!(d.format, Format::Pdf);
+    assert!(d.blocks.is_empty(), "{d:?}");
+}
+
+#[test]
+fn odt_and_rtf_through_soffice() {
+    let odt = fixture("approval.odt");
+    assert_eq!(grid::sniff("附件1.odt", &odt), Format::Odt);
+    assert!(matches!(grid::read("附件1.odt", &odt, &limits(), &none()), Err(Unreadable::Unsupported { .. })));
+    let rtf = br"{\rtf1\ansi{\fonttbl\f0 Arial;}\f0 Studio application\par Second line\par}";
+    assert_eq!(grid::sniff("附件1.doc", rtf), Format::Doc);
+    let Some(conv) = have_soffice() else { return };
+    let d = grid::read("附件1.odt", &odt, &limits(), &conv).unwrap();
+    assert_eq!(d.format, Format::Odt);
+    check_plain_approval(&d);
+    let d = grid::read("附件1.doc", rtf, &limits(), &conv).unwrap();
+    assert_eq!(d.format, Format::Doc);
+    assert_eq!(d.paragraphs().collect::<Vec<_>>(), ["Studio application", "Second line"]);
+}
+
+#[test]
+fn deeply_nested_docx_is_corrupt_not_a_stack_overflow() {
+    let body = format!("{}<w:p><w:r><w:t>x</w:t></w:r></w:p>{}", "<w:sdt><w:sdtContent>".repeat(5000), "</w:sdtContent></w:sdt>".repeat(5000));
+    let r = grid::read("附件1.docx", &docx_with(&body, &[]), &limits(), &none());
+    assert!(matches!(r, Err(Unreadable::Corrupt { .. })), "{r:?}");
+    // Nested tables 40 deep are fine and all come out.
+    let mut t = "<w:p><w:r><w:t>core</w:t></w:r></w:p>".to_string();
+    for _ in 0..40 {
+        t = format!("<w:tbl><w:tr><w:tc>{t}</w:tc></w:tr></w:tbl><w:p/>");
+    }
+    let d = grid::read("附件1.docx", &docx_with(&t, &[]), &limits(), &none()).unwrap();
+    assert_eq!(d.tables().count(), 40);
+    assert!(d.tables().all(|t| t.rows[0][0].ends_with("core")));
+}
+
+#[test]
+fn copies_made_by_merges_are_bounded() {
+    // One long cell spanned across many columns and rows (docx) ...
+    let long = "长".repeat(20_000);
+    let cell = format!(r#"<w:tc><w:tcPr><w:gridSpan w:val="900"/></w:tcPr><w:p><w:r><w:t>{long}</w:t></w:r></w:p></w:tc>"#);
+    let rows = format!("<w:tr>{cell}</w:tr>").repeat(50);
+    let data = docx_with(&format!("<w:tbl>{rows}</w:tbl>"), &[]);
+    let small = Limits { max_decompressed_bytes: 20_000_000, ..Limits::default() };
+    let r = grid::read("附件1.docx", &data, &small, &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
+    // ... and a long string merged over a big range (xlsx).
+    use rust_xlsxwriter::{Format as XFormat, Workbook};
+    let mut wb = Workbook::new();
+    wb.add_worksheet().merge_range(0, 0, 399, 399, &"长".repeat(10_000), &XFormat::new()).unwrap();
+    let data = wb.save_to_buffer().unwrap();
+    let r = grid::read("附件2.xlsx", &data, &small, &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
+}
+
 #[test]
 fn converter_timeout_kills_and_reports() {
     // A fake converter that hangs: the timeout must fire and report ConverterFailed.
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("pdftotext");
-    std::fs::write(&fake, "#!/bin/sh\nsleep 30\n").unwrap();
+    let pidfile = dir.path().join("pid");
+    std::fs::write(&fake, format!("#!/bin/sh\nsleep 30 &\necho $! > {}\nwait\n", pidfile.display())).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -463,6 +564,12 @@ fn converter_timeout_kills_and_reports() {
     let r = grid::read("x.pdf", b"%PDF-1.4\n%%EOF\n", &limits(), &conv);
     assert!(matches!(r, Err(Unreadable::ConverterFailed { .. })), "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(10));
+    // The grandchild (same process group) is gone too.
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next().unwrap_or("");
+    assert!(stat.is_empty() || state == "Z", "sleep {pid} still alive: {stat}");
 }
 
 // ---------------------------------------------------------------- bad inputs
@@ -698,6 +805,7 @@ fn regenerate_fixtures() {
         ("summary.xlsx", "ods", "summary.ods"),
         ("approval.docx", "doc:MS Word 97", "approval.doc"),
         ("approval.docx", "pdf:writer_pdf_Export", "approval.pdf"),
+        ("approval.docx", "odt", "approval.odt"),
     ] {
         let status = std::process::Command::new("soffice")
             .args(["--headless", "--norestore", &profile, "--convert-to", to, "--outdir"])
