@@ -148,29 +148,26 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                 if stack.len() <= 1 {
                     return Err(corrupt("document.xml: unbalanced end tag"));
                 }
-                if let Some(node) = stack.pop() {
-                    if let Some(top) = stack.last_mut() {
+                if let Some(node) = stack.pop()
+                    && let Some(top) = stack.last_mut() {
                         top.children.push(Child::El(node));
                     }
-                }
             }
             Event::Text(ref t) if skip == 0 => {
-                if let Some(top) = stack.last_mut() {
-                    if top.is("t") {
+                if let Some(top) = stack.last_mut()
+                    && top.is("t") {
                         top.children.push(Child::Text(t.xml10_content().into_owned()));
                     }
-                }
             }
             Event::CData(ref t) if skip == 0 => {
-                if let Some(top) = stack.last_mut() {
-                    if top.is("t") {
+                if let Some(top) = stack.last_mut()
+                    && top.is("t") {
                         top.children.push(Child::Text(t.as_ref().to_string()));
                     }
-                }
             }
             Event::GeneralRef(ref r) if skip == 0 => {
-                if let Some(top) = stack.last_mut() {
-                    if top.is("t") {
+                if let Some(top) = stack.last_mut()
+                    && top.is("t") {
                         let c = match r.resolve_char_ref() {
                             Ok(Some(c)) => Some(c),
                             _ => match r.as_ref() {
@@ -186,7 +183,6 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                             top.children.push(Child::Text(c.to_string()));
                         }
                     }
-                }
             }
             _ => {}
         }
@@ -210,7 +206,7 @@ pub fn read_docx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
         .find(|n| n.is("document"))
         .and_then(|d| d.child("body"))
         .ok_or_else(|| corrupt("document.xml has no w:body"))?;
-    let mut w = Walker { limits, cells: 0, depth: 0 };
+    let mut w = Walker { limits, cells: 0, bytes: 0, depth: 0 };
     let mut blocks = Vec::new();
     w.blocks(body, &mut blocks)?;
     let mut n = 0;
@@ -231,7 +227,16 @@ struct Walker<'a> {
     limits: &'a Limits,
     /// Table cells built so far (all tables), against `max_cells`.
     cells: u64,
+    /// Bytes of cell text built so far (spans and nested tables copy text), against
+    /// `max_decompressed_bytes`.
+    bytes: u64,
     depth: usize,
+}
+
+/// A paragraph, or a table with the tables nested in it (outermost first).
+enum Item {
+    Para(String),
+    Table(Table, Vec<Table>),
 }
 
 struct Cell {
@@ -250,9 +255,24 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Block-level content (body, cell, text box, content control): paragraphs and tables.
-    /// Tables nested in a table come out after that table.
+    /// Block-level content (body, text box, content control) in reading order; tables
+    /// nested in a table come out right after that table.
     fn blocks(&mut self, node: &Node, out: &mut Vec<Block>) -> Result<(), Unreadable> {
+        let mut items = Vec::new();
+        self.items(node, &mut items)?;
+        for item in items {
+            match item {
+                Item::Para(p) => out.push(Block::Paragraph(p)),
+                Item::Table(t, inner) => {
+                    out.push(Block::Table(t));
+                    out.extend(inner.into_iter().map(Block::Table));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn items(&mut self, node: &Node, out: &mut Vec<Item>) -> Result<(), Unreadable> {
         self.enter()?;
         for child in node.elements() {
             if child.is("p") {
@@ -261,24 +281,23 @@ impl Walker<'_> {
                 inline(child, &mut text, &mut boxes, 0);
                 let text = text.trim();
                 if !text.is_empty() {
-                    out.push(Block::Paragraph(text.to_string()));
+                    out.push(Item::Para(text.to_string()));
                 }
                 for b in boxes {
-                    self.blocks(b, out)?;
+                    self.items(b, out)?;
                 }
             } else if child.is("tbl") {
-                let mut nested = Vec::new();
-                let t = self.table(child, &mut nested)?;
-                out.push(Block::Table(t));
-                out.extend(nested.into_iter().map(Block::Table));
+                let mut inner = Vec::new();
+                let t = self.table(child, &mut inner)?;
+                out.push(Item::Table(t, inner));
             } else if child.is_alternate_content() {
                 if let Some(b) = child.chosen_branch() {
-                    self.blocks(b, out)?;
+                    self.items(b, out)?;
                 }
             } else if child.ns == Ns::W
                 && matches!(&*child.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo" | "smartTag")
             {
-                self.blocks(child, out)?;
+                self.items(child, out)?;
             }
         }
         self.depth -= 1;
@@ -296,11 +315,10 @@ impl Walker<'_> {
             } else if c.ns == Ns::W && matches!(&*c.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo")
             {
                 Self::rows(c, out, tag, depth + 1);
-            } else if c.is_alternate_content() {
-                if let Some(b) = c.chosen_branch() {
+            } else if c.is_alternate_content()
+                && let Some(b) = c.chosen_branch() {
                     Self::rows(b, out, tag, depth + 1);
                 }
-            }
         }
     }
 
@@ -342,6 +360,13 @@ impl Walker<'_> {
                     if row.len() >= MAX_GRID_COLS {
                         break;
                     }
+                    self.bytes = self.bytes.saturating_add(text.len() as u64);
+                    if self.bytes > self.limits.max_decompressed_bytes {
+                        return Err(bomb(format!(
+                            "document tables expand to more than {} bytes of text",
+                            self.limits.max_decompressed_bytes
+                        )));
+                    }
                     row.push(text.clone());
                 }
             }
@@ -373,13 +398,13 @@ impl Walker<'_> {
         let vmerge = pr.and_then(|p| p.child("vMerge")).map(|n| {
             n.val.as_deref().map(str::trim) == Some("restart")
         });
-        let mut blocks = Vec::new();
-        self.blocks(tc, &mut blocks)?;
+        let mut items = Vec::new();
+        self.items(tc, &mut items)?;
         let mut parts: Vec<String> = Vec::new();
-        for b in blocks {
-            match b {
-                Block::Paragraph(p) => parts.push(p),
-                Block::Table(t) => {
+        for item in items {
+            match item {
+                Item::Para(p) => parts.push(p),
+                Item::Table(t, inner) => {
                     for row in &t.rows {
                         let mut line: Vec<&str> = Vec::new();
                         for c in row {
@@ -392,6 +417,7 @@ impl Walker<'_> {
                         }
                     }
                     nested.push(t);
+                    nested.extend(inner);
                 }
             }
         }

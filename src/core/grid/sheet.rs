@@ -262,11 +262,10 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                 }
             }
             Event::Text(ref t) if cell.is_some() => {
-                if !t.as_ref().trim().is_empty() {
-                    if let Some((_, v)) = cell.as_mut() {
+                if !t.as_ref().trim().is_empty()
+                    && let Some((_, v)) = cell.as_mut() {
                         *v = true;
                     }
-                }
             }
             Event::End(ref e) => {
                 if let Some((rep, valued)) = cell {
@@ -360,9 +359,18 @@ fn to_table(
     let (Some(start), Some(end)) = (range.start(), range.end()) else {
         return Ok(None);
     };
-    let height = end.0 as u64 + 1;
-    let width = end.1 as u64 + 1;
+    let mut height = end.0 as u64 + 1;
+    let mut width = end.1 as u64 + 1;
     check_cells(height, width, &format!("sheet {sheet}"), limits)?;
+    // Merged regions that reach past the last value (a title merged across the form's
+    // width) widen the table, as long as it stays within `max_cells`.
+    for m in merges {
+        let h = height.max(m.end.0 as u64 + 1);
+        let w = width.max(m.end.1 as u64 + 1);
+        if h.saturating_mul(w) <= limits.max_cells {
+            (height, width) = (h, w);
+        }
+    }
     let mut rows = vec![vec![String::new(); width as usize]; height as usize];
     for (r, c, v) in range.used_cells() {
         let (ar, ac) = (start.0 as usize + r, start.1 as usize + c);
@@ -370,6 +378,8 @@ fn to_table(
             *cell = cell_text(v);
         }
     }
+    // Merge filling copies values: keep the text it makes within the inflation budget.
+    let mut bytes: u64 = rows.iter().flatten().map(|c| c.len() as u64).sum();
     for m in merges {
         let (r0, c0) = (m.start.0 as usize, m.start.1 as usize);
         let Some(value) = rows.get(r0).and_then(|r| r.get(c0)).cloned() else { continue };
@@ -381,6 +391,13 @@ fn to_table(
         for row in rows.iter_mut().take(r1 + 1).skip(r0) {
             for cell in row.iter_mut().take(c1 + 1).skip(c0) {
                 if cell.is_empty() {
+                    bytes = bytes.saturating_add(value.len() as u64);
+                    if bytes > limits.max_decompressed_bytes {
+                        return Err(bomb(format!(
+                            "sheet {sheet}: merged cells expand to more than {} bytes of text",
+                            limits.max_decompressed_bytes
+                        )));
+                    }
                     *cell = value.clone();
                 }
             }

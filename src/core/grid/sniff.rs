@@ -111,8 +111,8 @@ fn sniff_zip(ext: &str, data: &[u8]) -> Format {
             if has("xl/workbook.xml") {
                 return Format::Xlsx;
             }
-            if has("mimetype") {
-                if let Ok(f) = zip.by_name("mimetype") {
+            if has("mimetype")
+                && let Ok(f) = zip.by_name("mimetype") {
                     use std::io::Read;
                     let mut m = String::new();
                     if f.take(200).read_to_string(&mut m).is_ok() {
@@ -123,15 +123,13 @@ fn sniff_zip(ext: &str, data: &[u8]) -> Format {
                         }
                     }
                 }
-            }
             // A zip whose members are encrypted (WinZip/7-Zip password).
             let n = zip.len().min(1000);
             for i in 0..n {
-                if let Ok(f) = zip.by_index_raw(i) {
-                    if f.encrypted() {
+                if let Ok(f) = zip.by_index_raw(i)
+                    && f.encrypted() {
                         return Format::Encrypted;
                     }
-                }
             }
             Format::Zip
         }
