@@ -29,6 +29,7 @@ fn main() {
     let mut u3 = UnitSpec::sample(2, 1);
     {
         let s = &mut u3.studios[0];
+        s.intro = s.intro.replace(&format!("现有成员{}人", s.members), "现有成员4人");
         s.members = 4;
         s.male = 3;
         s.female = 1;
