@@ -42,9 +42,6 @@ fn process(u: &UnitSpec, raw: &[u8]) -> Outcome {
     process_with(raw, &config_for(u), |_| {})
 }
 
-fn codes(o: &Outcome) -> Vec<&'static str> {
-    o.findings.iter().map(|f| f.code.as_str()).collect()
-}
 
 fn show(o: &Outcome) -> String {
     let mut s = String::new();
