@@ -258,54 +258,112 @@ impl ApprovalForm {
     }
 }
 
+/// A table with every cell's squashed text computed once (label matching compares squashed
+/// text over and over).
+struct Grid<'a> {
+    table: &'a Table,
+    squashed: Vec<Vec<String>>,
+}
+
+fn prepare(doc: &Document) -> Vec<Grid<'_>> {
+    doc.tables()
+        .map(|t| Grid { table: t, squashed: t.rows.iter().map(|r| r.iter().map(|c| squash(c)).collect()).collect() })
+        .collect()
+}
+
 /// One cell as the label walk sees it.
 #[derive(Clone, Copy)]
 struct At<'a> {
-    table: &'a Table,
+    grid: &'a Grid<'a>,
     row: usize,
     col: usize,
 }
 
-impl At<'_> {
-    fn text(&self) -> &str {
-        &self.table.rows[self.row][self.col]
+impl<'a> At<'a> {
+    fn text(&self) -> &'a str {
+        &self.grid.table.rows[self.row][self.col]
+    }
+    fn squashed(&self) -> &'a str {
+        &self.grid.squashed[self.row][self.col]
+    }
+    fn at(&self, row: usize, col: usize) -> At<'a> {
+        At { grid: self.grid, row, col }
     }
     fn location(&self) -> String {
-        format!("{} {}", self.table.label, self.table.cell_ref(self.row, self.col))
+        format!("{} {}", self.grid.table.label, self.grid.table.cell_ref(self.row, self.col))
     }
 }
 
-/// Does a squashed cell text carry this label? Returns the text after the label when the
-/// cell holds `label：value` or `label（remark）value`.
+/// The labels of 附件1, squashed once.
+struct Labels {
+    /// Labels as whole cells (fields and section heads).
+    exact: std::collections::HashSet<String>,
+    /// Labels that may carry a remark in brackets: `创新工作室简介及主要先进事迹（600字以内）`.
+    prefixes: Vec<String>,
+    /// (spec index, squashed label and aliases) of the labelled fields.
+    labelled: Vec<(usize, Vec<String>)>,
+    /// (squashed alias, spec index, squashed unit) of the fill-in blanks, longest alias first.
+    blanks: Vec<(String, usize, String)>,
+}
+
+fn labels() -> &'static Labels {
+    static LABELS: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+    LABELS.get_or_init(|| {
+        let mut exact: std::collections::HashSet<String> = SECTION_LABELS.iter().map(|s| squash(s)).collect();
+        let mut prefixes = Vec::new();
+        let mut labelled = Vec::new();
+        let mut blanks = Vec::new();
+        for (i, spec) in APPROVAL_FIELDS.iter().enumerate() {
+            match spec.shape {
+                Shape::Blank { unit } => {
+                    for a in spec.aliases {
+                        blanks.push((squash(a), i, squash(unit)));
+                    }
+                }
+                _ => {
+                    let names: Vec<String> = std::iter::once(spec.label).chain(spec.aliases.iter().copied()).map(squash).collect();
+                    exact.extend(names.iter().cloned());
+                    prefixes.extend(names.iter().cloned());
+                    labelled.push((i, names));
+                }
+            }
+        }
+        blanks.sort_by_key(|(a, _, _)| std::cmp::Reverse(a.chars().count()));
+        Labels { exact, prefixes, labelled, blanks }
+    })
+}
+
+/// Does a squashed cell text carry this (squashed) label? Returns the text after the label
+/// when the cell holds `label：value` or `label（remark）value`.
 fn label_match(cell: &str, alias: &str) -> Option<String> {
-    let alias = squash(alias);
     if cell == alias {
         return Some(String::new());
     }
-    let rest = cell.strip_prefix(alias.as_str())?;
+    let rest = cell.strip_prefix(alias)?;
+    // `姓名张明` is not `姓名` (could be another label such as 姓名拼音): only accept a
+    // separator or a bracketed remark after the label.
+    if !rest.starts_with([':', '：', '(']) {
+        return None;
+    }
     let rest = rest.trim_start_matches([':', '：']);
-    // A remark in brackets right after the label, e.g. （600字以内）.
     let rest = if rest.starts_with('(') {
         match rest.find(')') {
             Some(i) => &rest[i + 1..],
             None => rest,
         }
-    } else if cell.len() > alias.len() && !cell[alias.len()..].starts_with([':', '：', '(']) {
-        // `姓名张明` is not `姓名` (could be another label such as 姓名拼音): only accept a
-        // separator after the label.
-        return None;
     } else {
         rest
     };
     Some(rest.trim_start_matches([':', '：']).to_owned())
 }
 
-fn all_cells(doc: &Document) -> impl Iterator<Item = At<'_>> {
-    doc.tables().flat_map(|t| {
-        t.rows
+fn all_cells<'a>(grids: &'a [Grid<'a>]) -> impl Iterator<Item = At<'a>> {
+    grids.iter().flat_map(|g| {
+        g.table
+            .rows
             .iter()
             .enumerate()
-            .flat_map(move |(r, row)| (0..row.len()).map(move |c| At { table: t, row: r, col: c }))
+            .flat_map(move |(r, row)| (0..row.len()).map(move |c| At { grid: g, row: r, col: c }))
     })
 }
 
@@ -313,14 +371,8 @@ fn is_any_label(squashed: &str) -> bool {
     if squashed.is_empty() {
         return false;
     }
-    SECTION_LABELS.contains(&squashed)
-        || APPROVAL_FIELDS.iter().any(|s| {
-            !matches!(s.shape, Shape::Blank { .. })
-                && std::iter::once(s.label).chain(s.aliases.iter().copied()).any(|a| {
-                    let a = squash(a);
-                    squashed == a || (squashed.starts_with(&a) && squashed[a.len()..].starts_with('('))
-                })
-        })
+    let l = labels();
+    l.exact.contains(squashed) || l.prefixes.iter().any(|a| squashed.starts_with(a.as_str()) && squashed[a.len()..].starts_with('('))
 }
 
 /// Tables of a document, or for text-only documents (PDF through pdftotext) a table made of
@@ -369,52 +421,50 @@ fn tables_of(doc: &Document) -> Document {
 /// Parse 附件1 from a document (docx, xlsx, converted doc or PDF text).
 pub fn parse_approval_form(file: &str, doc: &Document) -> ApprovalForm {
     let doc = tables_of(doc);
+    let grids = prepare(&doc);
     let mut fields: Vec<Field> = Vec::new();
-    for spec in APPROVAL_FIELDS.iter().filter(|s| !matches!(s.shape, Shape::Blank { .. })) {
-        fields.push(find_labelled(&doc, spec));
+    for (i, names) in &labels().labelled {
+        fields.push(find_labelled(&grids, &APPROVAL_FIELDS[*i], names));
     }
-    fields.extend(find_blanks(&doc));
+    fields.extend(find_blanks(&grids));
     ApprovalForm { file: file.to_owned(), fields }
 }
 
-fn find_labelled(doc: &Document, spec: &Spec) -> Field {
-    let names: Vec<&str> = std::iter::once(spec.label).chain(spec.aliases.iter().copied()).collect();
+fn find_labelled(grids: &[Grid<'_>], spec: &Spec, names: &[String]) -> Field {
+    let field = |value: Option<String>, location: String| Field { key: spec.key, label: spec.label, value, location };
     for name in names {
-        for at in all_cells(doc) {
-            let cell = squash(at.text());
-            let Some(inline) = label_match(&cell, name) else { continue };
+        for at in all_cells(grids) {
+            let cell = at.squashed();
+            let Some(inline) = label_match(cell, name) else { continue };
             // The same label repeated by a merge to the left: only take the first cell.
-            if at.col > 0 && squash(&at.table.rows[at.row][at.col - 1]) == cell {
+            if at.col > 0 && at.at(at.row, at.col - 1).squashed() == cell {
                 continue;
             }
-            let original = at.text().to_owned();
             if !inline.is_empty() && !is_any_label(&inline) {
-                let value = original_after_label(&original, name);
-                return Field { key: spec.key, label: spec.label, value: Some(value), location: at.location() };
+                return field(Some(original_after_label(at.text(), name)), at.location());
             }
-            let row = &at.table.rows[at.row];
-            let right = (at.col + 1..row.len()).find(|&c| squash(&row[c]) != cell);
-            if let Some(c) = right {
-                let value_at = At { table: at.table, row: at.row, col: c };
-                let v = squash(value_at.text());
-                if !is_any_label(&v) && !(matches!(spec.shape, Shape::Block) && v.is_empty()) {
-                    return Field { key: spec.key, label: spec.label, value: Some(value_at.text().trim().to_owned()), location: value_at.location() };
+            let width = at.grid.table.rows[at.row].len();
+            let right = (at.col + 1..width).map(|c| at.at(at.row, c)).find(|v| v.squashed() != cell);
+            if let Some(value_at) = right {
+                let v = value_at.squashed();
+                if !is_any_label(v) && !(matches!(spec.shape, Shape::Block) && v.is_empty()) {
+                    return field(Some(value_at.text().trim().to_owned()), value_at.location());
                 }
             }
-            if matches!(spec.shape, Shape::Block) {
+            if matches!(spec.shape, Shape::Block)
+                && let Some(below) = at.grid.table.rows.get(at.row + 1)
+                && !below.is_empty()
+            {
                 // Free text below the label (the 简介 box).
-                if let Some(below) = at.table.rows.get(at.row + 1) {
-                    let value_at = At { table: at.table, row: at.row + 1, col: at.col.min(below.len().saturating_sub(1)) };
-                    let v = squash(value_at.text());
-                    if !below.is_empty() && !is_any_label(&v) {
-                        return Field { key: spec.key, label: spec.label, value: Some(value_at.text().trim().to_owned()), location: value_at.location() };
-                    }
+                let value_at = at.at(at.row + 1, at.col.min(below.len() - 1));
+                if !is_any_label(value_at.squashed()) {
+                    return field(Some(value_at.text().trim().to_owned()), value_at.location());
                 }
             }
-            return Field { key: spec.key, label: spec.label, value: Some(String::new()), location: at.location() };
+            return field(Some(String::new()), at.location());
         }
     }
-    Field { key: spec.key, label: spec.label, value: None, location: format!("未找到“{}”一栏", spec.label) }
+    field(None, format!("未找到“{}”一栏", spec.label))
 }
 
 /// The text after a label in the original (unsquashed) cell, keeping the writer's spacing.
@@ -453,31 +503,22 @@ fn original_after_label(original: &str, label: &str) -> String {
 
 /// Fill-in sentences: cut every distinct cell (and the text of a table-less document) into
 /// segments at Chinese punctuation, then read `label value unit` from each segment.
-fn find_blanks(doc: &Document) -> Vec<Field> {
-    let specs: Vec<&Spec> = APPROVAL_FIELDS.iter().filter(|s| matches!(s.shape, Shape::Blank { .. })).collect();
-    // (alias, spec) longest alias first, so 高级工程师 wins over 高级工 and 共计 over 共.
-    let mut aliases: Vec<(String, &Spec)> = specs
-        .iter()
-        .flat_map(|s| s.aliases.iter().map(move |a| (squash(a), *s)))
-        .collect();
-    aliases.sort_by_key(|(a, _)| std::cmp::Reverse(a.chars().count()));
-    let mut found: Vec<Option<Field>> = vec![None; specs.len()];
-    let mut previous = String::new();
-    for at in all_cells(doc) {
-        let cell = squash(at.text());
-        if cell.is_empty() || cell == previous || is_any_label(&cell) {
+fn find_blanks(grids: &[Grid<'_>]) -> Vec<Field> {
+    let labels = labels();
+    let mut found: Vec<Option<Field>> = vec![None; APPROVAL_FIELDS.len()];
+    let mut previous = "";
+    for at in all_cells(grids) {
+        let cell = at.squashed();
+        if cell.is_empty() || cell == previous || is_any_label(cell) {
             continue;
         }
-        previous = cell.clone();
-        for segment in segments(&cell) {
+        previous = cell;
+        for segment in segments(cell) {
             let segment = segment.strip_prefix("其中").unwrap_or(segment);
-            for (alias, spec) in &aliases {
-                let Shape::Blank { unit } = spec.shape else { continue };
+            // The longest label that prefixes the segment is its label: `高级工程师` is never
+            // `高级工` + `程师`, even when it holds no value.
+            for (alias, i, unit) in &labels.blanks {
                 let Some(rest) = segment.strip_prefix(alias.as_str()) else { continue };
-                // The longest label that prefixes the segment is its label: `高级工程师` is
-                // never `高级工` + `程师`, even when it holds no value.
-                let longest = true;
-                let unit = squash(unit);
                 let (value, had_unit) = match rest.strip_suffix(unit.as_str()) {
                     Some(v) => (v, true),
                     None => (strip_any_unit(rest), rest != strip_any_unit(rest)),
@@ -488,26 +529,19 @@ fn find_blanks(doc: &Document) -> Vec<Field> {
                 let value_like = value.is_empty()
                     || (text::parse_number(value).is_some() && words <= 3)
                     || matches!(value, "若干" | "不详" | "待定" | "暂无" | "-" | "/");
-                if !value_like || (value.is_empty() && !had_unit) {
-                    if longest {
-                        break;
-                    }
-                    continue;
-                }
-                let i = specs.iter().position(|s| std::ptr::eq(*s, *spec)).expect("spec from list");
-                if found[i].is_none() {
-                    found[i] = Some(Field { key: spec.key, label: spec.label, value: Some(value.to_owned()), location: at.location() });
+                if value_like && !(value.is_empty() && !had_unit) && found[*i].is_none() {
+                    let spec = &APPROVAL_FIELDS[*i];
+                    found[*i] = Some(Field { key: spec.key, label: spec.label, value: Some(value.to_owned()), location: at.location() });
                 }
                 break;
             }
         }
     }
-    specs
+    APPROVAL_FIELDS
         .iter()
         .zip(found)
-        .map(|(spec, f)| {
-            f.unwrap_or(Field { key: spec.key, label: spec.label, value: None, location: format!("未找到“{}”", spec.label) })
-        })
+        .filter(|(spec, _)| matches!(spec.shape, Shape::Blank { .. }))
+        .map(|(spec, f)| f.unwrap_or(Field { key: spec.key, label: spec.label, value: None, location: format!("未找到“{}”", spec.label) }))
         .collect()
 }
 

@@ -19,10 +19,17 @@ pub fn halfwidth(s: &str) -> String {
 /// The comparison form of a label or name: half-width, without any white space or invisible
 /// characters, so `创新工\n作室基\n本情况` == `创新工作室基本情况`.
 pub fn squash(s: &str) -> String {
-    halfwidth(s)
-        .chars()
-        .filter(|c| !c.is_whitespace() && !is_invisible(*c))
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            c => c,
+        };
+        if !c.is_whitespace() && !is_invisible(c) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_invisible(c: char) -> bool {

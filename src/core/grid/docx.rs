@@ -195,7 +195,7 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
 
 pub fn read_docx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
     let mut zip = pkg::open(data)?;
-    pkg::verify(&mut zip, limits)?;
+    pkg::verify_directory(&mut zip, limits)?;
     let names = pkg::names(&zip);
     let xml = pkg::read_member(&mut zip, "word/document.xml", limits.max_attachment_bytes)?
         .ok_or_else(|| corrupt("no word/document.xml in the package"))?;

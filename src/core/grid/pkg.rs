@@ -31,10 +31,31 @@ pub fn names(zip: &Zip<'_>) -> Vec<String> {
     zip.file_names_raw().map(|n| String::from_utf8_lossy(n).into_owned()).collect()
 }
 
-/// Checks the central directory (count, declared sizes, encryption), then inflates every
-/// member through a capped reader to prove the declared sizes are honest. After this the
-/// package can be handed to calamine or read in full.
+/// Checks the central directory (count, declared sizes, encryption), then inflates every XML
+/// part through a capped reader to prove the declared sizes are honest. After this the
+/// package can be handed to calamine, which reads without limits. Pictures are never read by
+/// the parsers, so they are not inflated.
 pub fn verify(zip: &mut Zip<'_>, limits: &Limits) -> Result<(), Unreadable> {
+    verify_directory(zip, limits)?;
+    for i in 0..zip.len() {
+        let f = zip.by_index(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
+        let name = String::from_utf8_lossy(f.name_raw()).into_owned();
+        if f.is_dir() || !(name.ends_with(".xml") || name.ends_with(".rels") || name.ends_with(".bin")) {
+            continue;
+        }
+        let declared = f.size();
+        let got = std::io::copy(&mut f.take(declared.saturating_add(1)), &mut std::io::sink())
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        if got > declared {
+            return Err(bomb(format!("{name} inflates beyond its declared size {declared}")));
+        }
+    }
+    Ok(())
+}
+
+/// The central-directory half of [`verify`]: enough for readers that only read members
+/// through [`read_member`], whose own cap stops a member that lies about its size.
+pub fn verify_directory(zip: &mut Zip<'_>, limits: &Limits) -> Result<(), Unreadable> {
     let n = zip.len();
     if n > max_members(limits) {
         return Err(bomb(format!("{n} members in the package (limit {})", max_members(limits))));
@@ -60,19 +81,6 @@ pub fn verify(zip: &mut Zip<'_>, limits: &Limits) -> Result<(), Unreadable> {
             "package inflates to {total} bytes (limit {})",
             limits.max_decompressed_bytes
         )));
-    }
-    for i in 0..n {
-        let f = zip.by_index(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
-        if f.is_dir() {
-            continue;
-        }
-        let declared = f.size();
-        let name = String::from_utf8_lossy(f.name_raw()).into_owned();
-        let got = std::io::copy(&mut f.take(declared.saturating_add(1)), &mut std::io::sink())
-            .map_err(|e| corrupt(format!("{name}: {e}")))?;
-        if got > declared {
-            return Err(bomb(format!("{name} inflates beyond its declared size {declared}")));
-        }
     }
     Ok(())
 }
