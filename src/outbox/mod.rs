@@ -326,7 +326,8 @@ fn is_null_sender(address: &str) -> bool {
 pub fn backoff(attempt: u32) -> Duration {
     const BASE_MS: u64 = 30_000;
     const CAP_MS: u64 = 3_600_000;
-    let n = attempt.max(1) - 1;
+    let attempt = attempt.max(1);
+    let n = attempt - 1;
     let base = BASE_MS.saturating_mul(1u64 << n.min(20));
     if base >= CAP_MS {
         return Duration::from_millis(CAP_MS);

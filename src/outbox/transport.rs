@@ -70,6 +70,11 @@ impl SendError {
             // 5xx (rejected recipient, 535 authentication failed); or the client refused to
             // go on (no common AUTH mechanism): retrying changes nothing.
             false
+        } else if untrusted_peer(e) {
+            // The certificate is not trusted or does not match the host, or no common TLS
+            // version: a configuration problem. rustls reports it inside an io::Error, so
+            // lettre calls it a connection error.
+            false
         } else if e.is_timeout() || has_io_error(e) {
             // Connection refused/reset, timeout, EOF — also in the middle of a TLS handshake.
             true
@@ -82,6 +87,27 @@ impl SendError {
         };
         SendError { transient, message }
     }
+}
+
+fn untrusted_peer(e: &(dyn std::error::Error + 'static)) -> bool {
+    use tokio_rustls::rustls::Error as RustlsError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let tls = s.downcast_ref::<RustlsError>().or_else(|| {
+            s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref::<RustlsError>())
+        });
+        if let Some(tls) = tls {
+            return matches!(
+                tls,
+                RustlsError::InvalidCertificate(_)
+                    | RustlsError::NoCertificatesPresented
+                    | RustlsError::UnsupportedNameType
+                    | RustlsError::PeerIncompatible(_)
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn has_io_error(e: &(dyn std::error::Error + 'static)) -> bool {
