@@ -80,7 +80,7 @@ pub fn render(m: &OutgoingMail) -> anyhow::Result<Vec<u8>> {
 }
 
 fn render_at(m: &OutgoingMail, date: SystemTime) -> anyhow::Result<Vec<u8>> {
-    let from: Mailbox = m.from.trim().parse().with_context(|| format!("invalid From address {:?}", m.from))?;
+    let from = mailbox(&m.from).with_context(|| format!("invalid From address {:?}", m.from))?;
     if m.to.is_empty() {
         bail!("a mail needs at least one recipient");
     }
@@ -96,7 +96,7 @@ fn render_at(m: &OutgoingMail, date: SystemTime) -> anyhow::Result<Vec<u8>> {
             "All".into(),
         ));
     for to in &m.to {
-        let mb: Mailbox = to.trim().parse().with_context(|| format!("invalid To address {to:?}"))?;
+        let mb = mailbox(to).with_context(|| format!("invalid To address {to:?}"))?;
         b = b.to(mb);
     }
     let mut references = m
@@ -137,6 +137,24 @@ fn render_at(m: &OutgoingMail, date: SystemTime) -> anyhow::Result<Vec<u8>> {
         b.multipart(mixed)?
     };
     Ok(message.formatted())
+}
+
+/// `名称 <addr>` or `addr`. lettre's parser refuses some display names people write (ASCII
+/// parentheses are RFC 5322 comments, an unquoted `.` or `,`); those are taken literally and
+/// lettre quotes or encodes them when writing the header.
+fn mailbox(s: &str) -> anyhow::Result<Mailbox> {
+    let s = s.trim();
+    if let Ok(mb) = s.parse::<Mailbox>() {
+        return Ok(mb);
+    }
+    match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if b > a => {
+            let name = one_line(s[..a].trim().trim_matches('"'));
+            let address = s[a + 1..b].trim().parse()?;
+            Ok(Mailbox::new(if name.is_empty() { None } else { Some(name) }, address))
+        }
+        _ => Ok(Mailbox::new(None, s.parse()?)),
+    }
 }
 
 fn attachment_part(a: &OutAttachment) -> SinglePart {
@@ -285,10 +303,8 @@ pub fn should_reply(msg: &Message, own_addresses: &[String]) -> Result<(), NoRep
         return Err(NoReply::NoSender);
     };
     let own: Vec<String> = own_addresses.iter().map(|a| bare_address(a)).filter(|a| !a.is_empty()).collect();
-    let candidates = std::iter::once(from).chain(msg.reply_to.as_ref());
-    for mb in candidates.clone() {
-        let addr = bare_address(&mb.address);
-        if own.iter().any(|o| *o == addr) {
+    for mb in std::iter::once(from).chain(msg.reply_to.as_ref()) {
+        if own.contains(&bare_address(&mb.address)) {
             return Err(NoReply::OwnAddress);
         }
     }
@@ -354,6 +370,14 @@ mod tests {
         }
         assert_eq!(decoded, name);
         assert_eq!(name_parameter("report.xlsx"), "report.xlsx");
+    }
+
+    #[test]
+    fn display_names_lettre_refuses_are_kept() {
+        let mb = mailbox("乐山市总工会 (经保女工部) <a@b.cn>").unwrap();
+        assert_eq!(mb.name.as_deref(), Some("乐山市总工会 (经保女工部)"));
+        assert_eq!(mb.email.to_string(), "a@b.cn");
+        assert!(mailbox("not an address").is_err());
     }
 
     #[test]
