@@ -6,7 +6,9 @@
 //! - [`config`]: the one TOML file, typed and validated; built-in 2020 Leshan defaults.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
+//! - [`outbox`]: rendering replies (lettre), loop protection, SMTP/file transport, backoff.
 pub mod cli;
 pub mod config;
 pub mod core;
 pub mod fixtures;
+pub mod outbox;
