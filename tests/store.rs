@@ -218,6 +218,11 @@ async fn connect_and_ping(db: &TestDb) -> anyhow::Result<()> {
         db.store.put_raw(&raw("INBOX", None, None, "x")).await?;
         let wal = file.with_extension("db-wal");
         ensure!(wal.exists(), "SQLite is not in WAL mode: no {}", wal.display());
+        // In memory: one connection kept for the life of the pool.
+        let mem = Store::connect("sqlite::memory:", 4).await?;
+        mem.migrate().await?;
+        mem.put_raw(&raw("INBOX", None, None, "in memory")).await?;
+        ensure!(mem.counts().await?.mails == 1);
     }
     ensure!(Store::connect("mysql://x", 1).await.is_err());
     Ok(())

@@ -28,7 +28,6 @@ mod read;
 mod record;
 mod state;
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -215,7 +214,8 @@ pub struct Outgoing {
     pub bytes: Vec<u8>,
     pub submission_raw_id: Option<i64>,
     pub status: OutgoingStatus,
-    /// Claims so far, this one included.
+    /// Claims so far, this one included. A sender that died while sending shows up here too,
+    /// so compare with the configured maximum before sending, not only after a failure.
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -290,12 +290,17 @@ impl Store {
         } else {
             bail!("database url must start with sqlite:// or postgres://, not {:?}", redact(url));
         };
-        if backend == Backend::Sqlite {
-            prepare_sqlite(url).await?;
-        }
+        let in_memory = backend == Backend::Sqlite && prepare_sqlite(url).await?;
         let options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30));
+        // An in-memory SQLite database lives as long as its one connection: keep exactly one,
+        // forever.
+        let options = if in_memory {
+            options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            options
+        };
         let options = match backend {
             // The sqlx defaults already say busy_timeout 5 s and foreign keys on; say it
             // again per connection so nothing depends on a default.
@@ -353,14 +358,15 @@ impl Store {
 
 /// Create the SQLite file and its folder, and switch it to WAL once (the journal mode is
 /// stored in the file; setting it needs an exclusive lock, so not on every connection).
-async fn prepare_sqlite(url: &str) -> anyhow::Result<()> {
+/// True for an in-memory database (nothing to prepare).
+async fn prepare_sqlite(url: &str) -> anyhow::Result<bool> {
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| format!("bad SQLite url {url:?}"))?
         .create_if_missing(true);
     let file = options.get_filename().to_owned();
-    let in_memory = file.as_os_str().is_empty() || file == Path::new(":memory:");
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory") || file.as_os_str().is_empty();
     if in_memory {
-        return Ok(());
+        return Ok(true);
     }
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
@@ -372,7 +378,7 @@ async fn prepare_sqlite(url: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open SQLite database {}", file.display()))?;
     conn.close().await?;
-    Ok(())
+    Ok(false)
 }
 
 /// The url without its password, for error messages.

@@ -16,7 +16,7 @@ const CLAIM_RAW_SQLITE: &str = "\
 UPDATE raw_messages SET status = 'claimed', claimed_by = $1, lease_until = $2, attempts = attempts + 1
 WHERE id = (SELECT id FROM raw_messages
             WHERE (status = 'new' AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
-               OR (status = 'claimed' AND lease_until <= $3)
+               OR (status = 'claimed' AND lease_until <= $3 AND attempts < $4)
             ORDER BY id LIMIT 1)
 RETURNING id, mailbox, uidvalidity, uid, bytes, received_at, received_offset, attempts";
 
@@ -24,7 +24,7 @@ const CLAIM_RAW_POSTGRES: &str = "\
 UPDATE raw_messages SET status = 'claimed', claimed_by = $1, lease_until = $2, attempts = attempts + 1
 WHERE id = (SELECT id FROM raw_messages
             WHERE (status = 'new' AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
-               OR (status = 'claimed' AND lease_until <= $3)
+               OR (status = 'claimed' AND lease_until <= $3 AND attempts < $4)
             ORDER BY id LIMIT 1
             FOR UPDATE SKIP LOCKED)
 RETURNING id, mailbox, uidvalidity, uid, bytes, received_at, received_offset, attempts";
@@ -144,6 +144,7 @@ impl Store {
             .bind(worker)
             .bind(ts(now + delta(lease)?))
             .bind(&now_s)
+            .bind(MAX_RAW_ATTEMPTS)
             .fetch_optional(&self.pool)
             .await
             .context("claiming a raw message")?;
