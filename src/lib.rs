@@ -4,11 +4,17 @@
 //! # Layout
 //! - [`core`]: the pure pipeline mime → grid → forms → rules → report (no I/O).
 //! - [`config`]: the one TOML file, typed and validated; built-in 2020 Leshan defaults.
+//! - [`store`]: sqlx on SQLite (default) or PostgreSQL: raw mail, records, outbox, digests.
+//! - [`mailbox`]: IMAP (IDLE/poll) and Maildir/.eml sources.
+//! - [`outbox`]: rendering and sending replies (SMTP or files).
+//! - [`daemon`]: the wiring of `run`.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
-//! - [`outbox`]: rendering replies (lettre), loop protection, SMTP/file transport, backoff.
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod fixtures;
+pub mod mailbox;
 pub mod outbox;
+pub mod store;

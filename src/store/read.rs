@@ -1,0 +1,159 @@
+//! Reads for the digest and the consolidated export. Sorting happens here in Rust, not in
+//! SQL, so NULL placement and text collation cannot differ between the backends.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use sqlx::Row;
+
+use super::{Counts, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
+
+impl Store {
+    /// Current studio versions, sorted by unit (unknown last), then rank (none last), then
+    /// name.
+    pub async fn current_studios(&self) -> anyhow::Result<Vec<StudioRow>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.submission_id, s.owner_unit, s.unit, s.name, s.key, s.leader, s.verdict, s.rank,
+                    s.data, sub.received_at, sub.received_offset
+             FROM studios s JOIN submissions sub ON sub.id = s.submission_id
+             WHERE s.is_current = 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // Error codes of each current version: its own findings and its mail's general ones.
+        let code_rows = sqlx::query(
+            "SELECT s.id, f.code FROM studios s
+             JOIN findings f ON f.submission_id = s.submission_id
+                            AND (f.studio_id = s.id OR f.studio_key IS NULL)
+             WHERE s.is_current = 1 AND f.severity = 'error'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut codes: HashMap<i64, BTreeSet<String>> = HashMap::new();
+        for row in code_rows {
+            codes.entry(row.try_get("id")?).or_default().insert(row.try_get("code")?);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let data: String = row.try_get("data")?;
+            out.push(StudioRow {
+                id,
+                submission_id: row.try_get("submission_id")?,
+                unit: row.try_get("owner_unit")?,
+                recommending_unit: row.try_get("unit")?,
+                name: row.try_get("name")?,
+                key: row.try_get("key")?,
+                leader: row.try_get("leader")?,
+                verdict: row.try_get("verdict")?,
+                rank: row.try_get("rank")?,
+                data: serde_json::from_str(&data).context("bad stored studio data")?,
+                received_at: join_fixed(row.try_get("received_at")?, row.try_get("received_offset")?)?,
+                error_codes: codes.remove(&id).unwrap_or_default().into_iter().collect(),
+            });
+        }
+        out.sort_by(|a, b| {
+            (a.unit.is_none(), &a.unit, a.rank.is_none(), a.rank, &a.name, a.id)
+                .cmp(&(b.unit.is_none(), &b.unit, b.rank.is_none(), b.rank, &b.name, b.id))
+        });
+        Ok(out)
+    }
+
+    /// Every version of the studio `key` of `unit` (`None`: versions with no known unit),
+    /// oldest first.
+    pub async fn studio_versions(&self, unit: Option<&str>, key: &str) -> anyhow::Result<Vec<StudioVersion>> {
+        let rows = match unit {
+            Some(unit) => {
+                sqlx::query(
+                    "SELECT id, submission_id, name, verdict, is_current, superseded_by FROM studios
+                     WHERE owner_unit = $1 AND key = $2 ORDER BY id",
+                )
+                .bind(unit)
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, submission_id, name, verdict, is_current, superseded_by FROM studios
+                     WHERE owner_unit IS NULL AND key = $1 ORDER BY id",
+                )
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|row| {
+                let current: i64 = row.try_get("is_current")?;
+                Ok(StudioVersion {
+                    id: row.try_get("id")?,
+                    submission_id: row.try_get("submission_id")?,
+                    name: row.try_get("name")?,
+                    verdict: row.try_get("verdict")?,
+                    current: current != 0,
+                    superseded_by: row.try_get("superseded_by")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn counts(&self) -> anyhow::Result<Counts> {
+        let row = sqlx::query(
+            "SELECT
+                (SELECT COUNT(*) FROM raw_messages) AS mails,
+                (SELECT COUNT(*) FROM raw_messages WHERE status = 'failed') AS mails_failed,
+                (SELECT COUNT(*) FROM submissions) AS submissions,
+                (SELECT COUNT(*) FROM submissions WHERE verdict = 'accepted') AS submissions_accepted,
+                (SELECT COUNT(*) FROM submissions WHERE verdict = 'rejected') AS submissions_rejected,
+                (SELECT COUNT(*) FROM submissions WHERE verdict = 'ignored') AS submissions_ignored,
+                (SELECT COUNT(DISTINCT unit) FROM submissions WHERE verdict <> 'ignored') AS units,
+                (SELECT COUNT(*) FROM studios WHERE is_current = 1) AS studios_current,
+                (SELECT COUNT(*) FROM studios WHERE is_current = 1 AND verdict = 'accepted') AS studios_accepted,
+                (SELECT COUNT(*) FROM studios WHERE is_current = 1 AND verdict = 'rejected') AS studios_rejected",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            mails: row.try_get("mails")?,
+            mails_failed: row.try_get("mails_failed")?,
+            submissions: row.try_get("submissions")?,
+            submissions_accepted: row.try_get("submissions_accepted")?,
+            submissions_rejected: row.try_get("submissions_rejected")?,
+            submissions_ignored: row.try_get("submissions_ignored")?,
+            units: row.try_get("units")?,
+            studios_current: row.try_get("studios_current")?,
+            studios_accepted: row.try_get("studios_accepted")?,
+            studios_rejected: row.try_get("studios_rejected")?,
+        })
+    }
+
+    /// Non-ignored submissions per calendar day in `tz` (by receipt time, else by the time
+    /// they were recorded), oldest day first; days without submissions are absent.
+    pub async fn submissions_per_day(&self, tz: chrono_tz::Tz) -> anyhow::Result<Vec<(NaiveDate, i64)>> {
+        let rows = sqlx::query("SELECT received_at, recorded_at FROM submissions WHERE verdict <> 'ignored'")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut days: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+        for row in rows {
+            let received: Option<String> = row.try_get("received_at")?;
+            let recorded: String = row.try_get("recorded_at")?;
+            let t = parse_ts(received.as_deref().unwrap_or(&recorded))?;
+            *days.entry(t.with_timezone(&tz).date_naive()).or_default() += 1;
+        }
+        Ok(days.into_iter().collect())
+    }
+
+    /// Senders of non-ignored submissions that could not be tied to any unit (lower-cased,
+    /// sorted, distinct).
+    pub async fn unknown_senders(&self) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT sender FROM submissions WHERE unit IS NULL AND sender IS NOT NULL AND verdict <> 'ignored'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let set: BTreeSet<String> = rows.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect();
+        Ok(set.into_iter().collect())
+    }
+}
