@@ -20,6 +20,19 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The daemon: fetch new mail, process, reply, until SIGTERM/Ctrl-C (finishing the message in hand).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One pass over the mailbox, send what is due, then exit 0.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate submissions offline: each PATH is an .eml file or a folder of loose attachments.
     Check {
         /// TOML configuration (built-in 2020 Leshan defaults without it).
@@ -52,9 +65,28 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            let default = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
+            default.into()
+        }))
         .init();
     match cli.command {
+        Command::Run { config, once } => edge("run", async move {
+            let config = load_config(config.as_deref())?;
+            if once {
+                crate::daemon::run_once(config).await
+            } else {
+                crate::daemon::run(config, crate::daemon::shutdown_signal()).await
+            }
+        }),
+        Command::Migrate { config } => edge("migrate", async move {
+            let config = load_config(config.as_deref())?;
+            let store = crate::store::Store::connect(&config.database.url, config.database.max_connections).await?;
+            store.migrate().await?;
+            eprintln!("migrations applied to {}", config.database.url.split('@').next_back().unwrap_or(""));
+            Ok(())
+        }),
         Command::Check { config, format, received_at, show_reply, paths } => {
             match check(config.as_deref(), format, received_at, show_reply, &paths) {
                 Ok(code) => code,
@@ -63,6 +95,24 @@ pub fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// Run an async command on a fresh runtime; errors become one line on stderr and exit 1.
+fn edge(name: &str, f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("studio-intake {name}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("studio-intake {name}: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

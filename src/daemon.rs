@@ -1,0 +1,498 @@
+//! Wiring: mailbox → store (raw, durable, deduped) → core → store (records, findings, outbox
+//! row: one transaction) → mark on the server; a sender worker drains the outbox.
+//!
+//! Invariant: a message is marked/moved on the server only after its raw bytes and its
+//! results are committed (the source does that when [`Intake::handle`] returns `Ok`), so a
+//! crash anywhere leads to reprocessing, which the store turns into a no-op.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, FixedOffset, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{Config, load_secret};
+use crate::core::grid::Converters;
+use crate::core::mime::MimeError;
+use crate::core::{self, Context, Outcome, report, text};
+use crate::mailbox::{self, Handler, Incoming};
+use crate::outbox::{self, OutgoingMail, Transport};
+use crate::store::{FindingRecord, NewOutgoing, NewRaw, PutRaw, Store, StudioRecord, SubmissionRecord};
+
+/// Everything the tasks share.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub converters: Converters,
+    /// Wakes the sender when a new outbox row is committed.
+    pub outbox_ready: Notify,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+        let store = Store::connect(&config.database.url, config.database.max_connections)
+            .await
+            .with_context(|| format!("cannot open database {}", redact(&config.database.url)))?;
+        store.migrate().await.context("database migrations failed")?;
+        let converters = config.converters.resolve(Duration::from_secs(config.limits.converter_timeout_secs));
+        Ok(Arc::new(App { config, store, converters, outbox_ready: Notify::new() }))
+    }
+
+    /// Our own addresses: never answered (mail loops).
+    fn own_addresses(&self) -> Vec<String> {
+        let mut own = vec![address_of(&self.config.outbox.from)];
+        if self.config.source.username.contains('@') {
+            own.push(self.config.source.username.to_lowercase());
+        }
+        own
+    }
+}
+
+fn address_of(from: &str) -> String {
+    match (from.find('<'), from.find('>')) {
+        (Some(a), Some(b)) if b > a => from[a + 1..b].trim().to_lowercase(),
+        _ => from.trim().to_lowercase(),
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The handler the mailbox calls for each message.
+pub struct Intake {
+    pub app: Arc<App>,
+}
+
+impl Handler for Intake {
+    fn handle(&self, m: Incoming) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let app = self.app.clone();
+        let span = info_span!("mail", mailbox = %m.mailbox, uid = m.uid.unwrap_or(0), size = m.size);
+        async move { intake(&app, m).await }.instrument(span)
+    }
+}
+
+async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
+    let bytes = match m.raw {
+        Ok(b) => b,
+        Err(too_large) => {
+            // Nothing to parse: keep a record so staff see it in the digest.
+            warn!(size = m.size, "refused: larger than the message size limit ({too_large:?})");
+            let placeholder = format!("studio-intake: message of {} bytes refused by size limit", m.size).into_bytes();
+            let raw = NewRaw {
+                mailbox: m.mailbox.clone(),
+                uidvalidity: m.uidvalidity.map(i64::from),
+                uid: m.uid.map(i64::from),
+                sha256: format!("too-large:{}:{}:{}", m.mailbox, m.uidvalidity.unwrap_or(0), m.uid.unwrap_or(0)),
+                bytes: placeholder,
+                received_at: m.received_at,
+                size: m.size as i64,
+            };
+            if let PutRaw::New(id) = app.store.put_raw(&raw).await? {
+                let rec = SubmissionRecord {
+                    message_id: None,
+                    sender: None,
+                    unit: None,
+                    subject: String::new(),
+                    received_at: m.received_at,
+                    verdict: "ignored".into(),
+                    ignored_reason: Some(format!("larger than the limit of {} bytes", app.config.limits.max_message_bytes)),
+                    studios: vec![],
+                    findings: vec![],
+                    summary_table: false,
+                };
+                app.store.record(id, &rec, &[]).await?;
+            }
+            return Ok(());
+        }
+    };
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let raw = NewRaw {
+        mailbox: m.mailbox.clone(),
+        uidvalidity: m.uidvalidity.map(i64::from),
+        uid: m.uid.map(i64::from),
+        sha256: sha256.clone(),
+        bytes,
+        received_at: m.received_at,
+        size: m.size as i64,
+    };
+    let id = match app.store.put_raw(&raw).await? {
+        PutRaw::New(id) => id,
+        PutRaw::Known { processed: true, .. } => {
+            info!("already processed");
+            return Ok(());
+        }
+        PutRaw::Known { id, .. } => id,
+    };
+    process_raw(app, id, &raw.bytes, &sha256, m.received_at).await
+}
+
+/// Run the core on one stored message and commit its results and reply in one transaction.
+pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<()> {
+    let sender_unit = mail_sender(bytes).and_then(|s| app.config.unit_of_sender(&s).map(|u| u.name.clone()));
+    let summary_on_file = match &sender_unit {
+        Some(u) => app.store.summary_on_file(u).await?,
+        None => false,
+    };
+    let others: Vec<core::rules::KnownStudio> = app
+        .store
+        .current_studios_of_other_units(sender_unit.as_deref())
+        .await?
+        .into_iter()
+        .map(|(unit, name)| core::rules::KnownStudio { unit, name })
+        .collect();
+    // The core is CPU-bound and may run a converter: keep it off the async workers.
+    let outcome = {
+        let config = app.config.clone();
+        let converters = app.converters.clone();
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut ctx = Context::new(&config, &converters);
+            ctx.received_at = received_at;
+            ctx.summary_on_file = summary_on_file;
+            ctx.others = &others;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::process(&bytes, &ctx)))
+        })
+        .await?
+    };
+    let outcome = match outcome {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return record_ignored(app, raw_id, received_at, &e).await,
+        Err(_) => {
+            app.store.raw_failed(raw_id, "the core panicked on this message").await?;
+            anyhow::bail!("the core panicked on message {raw_id}");
+        }
+    };
+    let superseded = superseded_names(app, &outcome).await?;
+    let mut rec = submission_record(&outcome);
+    let mut outgoing = Vec::new();
+    match outbox::should_reply(&outcome.message, &app.own_addresses()) {
+        Err(why) => rec.ignored_reason = Some(format!("no reply: {why:?}")),
+        Ok(()) => {
+            let to = outcome.message.reply_to.as_ref().or(outcome.message.from.as_ref()).map(|m| m.address.clone()).expect("should_reply checked the sender");
+            let hour_ago = Utc::now() - chrono::Duration::hours(1);
+            let recent = app.store.replies_to_since(&to, hour_ago).await?;
+            if recent >= app.config.outbox.replies_per_sender_per_hour as i64 {
+                rec.ignored_reason = Some(format!("no reply: {recent} replies to {to} in the last hour"));
+            } else {
+                let reply = report::reply(&outcome, &app.config, &superseded);
+                outgoing.push(reply_row(app, &outcome, reply, &to, sha256, raw_id)?);
+            }
+        }
+    }
+    let result = app.store.record(raw_id, &rec, &outgoing).await?;
+    info!(
+        from = outcome.sender.as_deref().unwrap_or("?"),
+        unit = outcome.unit.as_deref().unwrap_or("?"),
+        verdict = ?outcome.verdict(),
+        findings = outcome.findings.len(),
+        studios = outcome.submission.studios.len(),
+        superseded = result.superseded.len(),
+        reply = if outgoing.is_empty() { rec.ignored_reason.as_deref().unwrap_or("none") } else { "queued" },
+        "processed"
+    );
+    if !outgoing.is_empty() {
+        app.outbox_ready.notify_one();
+    }
+    Ok(())
+}
+
+async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<FixedOffset>>, e: &MimeError) -> anyhow::Result<()> {
+    warn!("not an e-mail message: {e}");
+    let rec = SubmissionRecord {
+        message_id: None,
+        sender: None,
+        unit: None,
+        subject: String::new(),
+        received_at,
+        verdict: "ignored".into(),
+        ignored_reason: Some(e.to_string()),
+        studios: vec![],
+        findings: vec![],
+        summary_table: false,
+    };
+    app.store.record(raw_id, &rec, &[]).await?;
+    Ok(())
+}
+
+/// The sender's address from the headers only (cheap, before the full parse).
+fn mail_sender(bytes: &[u8]) -> Option<String> {
+    let limits = crate::core::Limits { max_parts: 1, ..Default::default() };
+    core::mime::parse(bytes, &limits).ok()?.from.map(|f| f.address)
+}
+
+async fn superseded_names(app: &App, o: &Outcome) -> anyhow::Result<Vec<String>> {
+    let Some(unit) = &o.unit else { return Ok(vec![]) };
+    let keys: Vec<String> = o.submission.studios.iter().map(|s| text::squash(&s.name)).collect();
+    Ok(app
+        .store
+        .current_studios()
+        .await?
+        .into_iter()
+        .filter(|s| s.unit.as_deref() == Some(unit.as_str()) && keys.contains(&s.key))
+        .map(|s| s.name)
+        .collect())
+}
+
+fn reply_row(app: &App, o: &Outcome, reply: report::Reply, to: &str, sha256: &str, raw_id: i64) -> anyhow::Result<NewOutgoing> {
+    let from = app.config.outbox.from.clone();
+    let domain = address_of(&from).split('@').nth(1).unwrap_or("studio-intake.local").to_owned();
+    let message_id = outbox::reply_message_id(sha256, &domain);
+    let mut references = o.message.references.clone();
+    if let Some(id) = &o.message.message_id
+        && !references.contains(id)
+    {
+        references.push(id.clone());
+    }
+    let mail = OutgoingMail {
+        from: from.clone(),
+        to: vec![to.to_owned()],
+        subject: reply.subject,
+        text: reply.text,
+        html: Some(reply.html),
+        message_id: message_id.clone(),
+        in_reply_to: o.message.message_id.clone(),
+        references,
+        auto_submitted: true,
+        attachments: vec![],
+    };
+    Ok(NewOutgoing {
+        kind: "reply".into(),
+        message_id,
+        envelope_from: address_of(&from),
+        recipients: vec![to.to_owned()],
+        bytes: outbox::render(&mail)?,
+        submission_raw_id: Some(raw_id),
+    })
+}
+
+/// The rows the store keeps of one outcome.
+pub fn submission_record(o: &Outcome) -> SubmissionRecord {
+    let verdict = match o.verdict() {
+        core::Verdict::Accepted => "accepted",
+        core::Verdict::Rejected => "rejected",
+    };
+    let studios = o
+        .submission
+        .studios
+        .iter()
+        .map(|s| {
+            let errors = o.findings.iter().any(|f| f.severity == core::findings::Severity::Error && f.studio.as_deref().is_none_or(|n| n == s.name));
+            StudioRecord {
+                name: s.name.clone(),
+                key: text::squash(&s.name),
+                unit: o.unit.clone(),
+                leader: s.leader.clone(),
+                verdict: if errors { "rejected".into() } else { "accepted".into() },
+                rank: s.rank.map(i64::from),
+                data: studio_data(o, s),
+            }
+        })
+        .collect();
+    let findings = o
+        .findings
+        .iter()
+        .map(|f| FindingRecord {
+            code: f.code.as_str().to_owned(),
+            severity: match f.severity {
+                core::findings::Severity::Error => "error".into(),
+                core::findings::Severity::Warning => "warning".into(),
+            },
+            studio_key: f.studio.as_deref().map(text::squash),
+            file: f.file.clone(),
+            location: f.location.clone(),
+            found: f.found.clone(),
+            expected: f.expected.clone(),
+            message: f.message.clone(),
+        })
+        .collect();
+    SubmissionRecord {
+        message_id: o.message.message_id.clone(),
+        sender: o.sender.clone(),
+        unit: o.unit.clone(),
+        subject: o.message.subject.clone(),
+        received_at: o.received_at,
+        verdict: verdict.into(),
+        ignored_reason: None,
+        studios,
+        findings,
+        summary_table: !o.submission.summaries.is_empty(),
+    }
+}
+
+/// The 16 columns of the consolidated 推荐汇总表 for one studio: from its summary row, with
+/// the approval form filling what the row lacks.
+fn studio_data(o: &Outcome, s: &core::submission::Studio) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    let row = s.row.map(|(t, r)| &o.submission.summaries[t].rows[r]);
+    let form = s.form.map(|f| &o.submission.forms[f]);
+    for (key, _) in core::forms::SUMMARY_COLUMNS {
+        let from_row = row.and_then(|r| r.get(key)).map(|v| v.trim().to_owned());
+        let from_form = form.and_then(|f| match *key {
+            "studio_name" => f.get("studio_name").map(str::to_owned),
+            "unit" => f.get("unit").map(str::to_owned),
+            "created" => f.get("created").map(str::to_owned),
+            "leader" => f.get("leader").map(str::to_owned),
+            "leader_workplace" => f.get("leader_workplace").map(str::to_owned),
+            "titled" => f.get("titled").map(str::to_owned),
+            "members" | "area" | "equipment" | "funding" | "achievements" | "benefit" => f.get(key).map(str::to_owned),
+            "patents" => {
+                let u = f.number("utility_patents")?;
+                let i = f.number("invention_patents")?;
+                Some(text::fmt_number(u + i))
+            }
+            _ => None,
+        });
+        if let Some(v) = from_row.or(from_form) {
+            map.insert((*key).to_owned(), serde_json::Value::String(v));
+        }
+    }
+    map.insert("name".into(), serde_json::Value::String(s.name.clone()));
+    serde_json::Value::Object(map)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Send what is due; returns how many were handled. Transient failures are retried with
+/// backoff until `max_attempts`, then set aside as dead (the digest lists them).
+pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow::Result<usize> {
+    let mut handled = 0;
+    while let Some(mail) = app.store.claim_outgoing(worker, Utc::now(), Duration::from_secs(300)).await? {
+        handled += 1;
+        let span = info_span!("send", id = mail.id, message_id = %mail.message_id);
+        async {
+            match transport.send(&mail.envelope_from, &mail.recipients, &mail.bytes).await {
+                Ok(()) => {
+                    info!(to = %mail.recipients.join(","), "sent");
+                    app.store.outgoing_sent(mail.id, Utc::now()).await
+                }
+                Err(e) => {
+                    let attempts = mail.attempts as u32 + 1;
+                    let next = (e.transient && attempts < app.config.outbox.max_attempts)
+                        .then(|| Utc::now() + chrono::Duration::from_std(outbox::backoff(attempts)).unwrap_or_default());
+                    warn!(attempts, transient = e.transient, dead = next.is_none(), "send failed: {}", e.message);
+                    app.store.outgoing_failed(mail.id, &e.message, next).await
+                }
+            }
+        }
+        .instrument(span)
+        .await?;
+    }
+    Ok(handled)
+}
+
+fn transport(config: &Config) -> anyhow::Result<Transport> {
+    let password = load_secret(config.outbox.password_env.as_deref(), config.outbox.password_file.as_deref())?;
+    Transport::from_config(&config.outbox, password)
+}
+
+fn worker_name() -> String {
+    format!("{}-{}", std::process::id(), Utc::now().timestamp_millis())
+}
+
+/// `run --once`: one pass over the mailbox, then send what is due, then return.
+pub async fn run_once(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let transport = transport(&app.config)?;
+    let source = mailbox::Source::from_config(&app.config, Arc::new(StoreState(app.store.clone())))?;
+    let n = source.run_once(&Intake { app: app.clone() }).await?;
+    retry_unprocessed(&app).await?;
+    let sent = send_due(&app, &transport, &worker_name()).await?;
+    info!(messages = n, sent, "pass done");
+    Ok(())
+}
+
+/// Messages stored earlier but never recorded (a crash between the two, or a core failure).
+async fn retry_unprocessed(app: &App) -> anyhow::Result<()> {
+    while let Some(raw) = app.store.claim_raw(&worker_name(), Duration::from_secs(300)).await? {
+        let sha = hex(&Sha256::digest(&raw.bytes));
+        if let Err(e) = process_raw(app, raw.id, &raw.bytes, &sha, raw.received_at).await {
+            warn!(raw = raw.id, "reprocessing failed: {e:#}");
+            app.store.raw_failed(raw.id, &format!("{e:#}")).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The daemon: mailbox and sender run until `shutdown` resolves; the message in hand and the
+/// mail being sent are finished first.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let transport = Arc::new(transport(&app.config)?);
+    let source = mailbox::Source::from_config(&app.config, Arc::new(StoreState(app.store.clone())))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    retry_unprocessed(&app).await?;
+
+    let sender = {
+        let app = app.clone();
+        let transport = transport.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let worker = worker_name();
+            loop {
+                if let Err(e) = send_due(&app, &transport, &worker).await {
+                    warn!("outbox: {e:#}");
+                }
+                let wait = match app.store.next_due().await {
+                    Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(30)),
+                    _ => Duration::from_secs(30),
+                };
+                tokio::select! {
+                    _ = app.outbox_ready.notified() => {}
+                    _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    };
+    let intake = Intake { app: app.clone() };
+    let mut stop = stop_rx.clone();
+    let result = source.run(&intake, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }).await;
+    let _ = sender.await;
+    info!("stopped");
+    result
+}
+
+/// UIDVALIDITY / last-UID bookkeeping kept in the store.
+struct StoreState(Store);
+
+impl mailbox::MailboxState for StoreState {
+    fn get<'a>(&'a self, mailbox: &'a str) -> futures::future::BoxFuture<'a, anyhow::Result<Option<(u32, u32)>>> {
+        Box::pin(async move { Ok(self.0.mailbox_state(mailbox).await?.map(|(v, u)| (v as u32, u as u32))) })
+    }
+    fn set<'a>(&'a self, mailbox: &'a str, uidvalidity: u32, last_uid: u32) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move { self.0.set_mailbox_state(mailbox, uidvalidity as i64, last_uid as i64).await })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutdown requested: finishing the message in hand");
+}
