@@ -256,6 +256,8 @@ pub struct Outbox {
     pub max_attempts: u32,
     /// At most this many replies to one sender per hour.
     pub replies_per_sender_per_hour: u32,
+    /// First retry delay in seconds; each further retry doubles it (capped at one hour).
+    pub retry_base_secs: u64,
 }
 
 impl Default for Outbox {
@@ -273,6 +275,7 @@ impl Default for Outbox {
             path: PathBuf::from("var/outbox"),
             max_attempts: 8,
             replies_per_sender_per_hour: 10,
+            retry_base_secs: 30,
         }
     }
 }

@@ -379,7 +379,7 @@ pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow:
                 Err(e) => {
                     let attempts = mail.attempts as u32 + 1;
                     let next = (e.transient && attempts < app.config.outbox.max_attempts)
-                        .then(|| Utc::now() + chrono::Duration::from_std(outbox::backoff(attempts)).unwrap_or_default());
+                        .then(|| Utc::now() + chrono::Duration::from_std(retry_delay(&app.config, attempts)).unwrap_or_default());
                     warn!(attempts, transient = e.transient, dead = next.is_none(), "send failed: {}", e.message);
                     app.store.outgoing_failed(mail.id, &e.message, next).await
                 }
@@ -389,6 +389,11 @@ pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow:
         .await?;
     }
     Ok(handled)
+}
+
+/// The outbox backoff (30 s, 1 min, 2 min … 1 h) scaled to `[outbox] retry_base_secs`.
+fn retry_delay(config: &Config, attempts: u32) -> Duration {
+    outbox::backoff(attempts).mul_f64(config.outbox.retry_base_secs as f64 / 30.0).min(Duration::from_secs(3600))
 }
 
 fn transport(config: &Config) -> anyhow::Result<Transport> {

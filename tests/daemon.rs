@@ -1,0 +1,339 @@
+//! The daemon end to end against a real Dovecot (IMAP) and Postfix (SMTP) on loopback:
+//! submissions appended to the department mailbox, replies read back from the senders'
+//! mailboxes, records read from the database.
+//!
+//! Tests share one mail stack; each uses its own users (`unitN`). Tests that stop or restart
+//! a server hold the write side of `SERVERS`, the others the read side.
+
+#[path = "support/mailstack.rs"]
+mod mailstack;
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset};
+use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind};
+use studio_intake::core::mime;
+use studio_intake::fixtures::{self, MailClient, StudioSpec, UnitSpec};
+use studio_intake::store::Store;
+
+static SERVERS: RwLock<()> = RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    SERVERS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SERVERS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A unit whose sender is the stack user `unitN`.
+fn unit_as(i: usize, studios: usize, user: &str) -> UnitSpec {
+    let mut u = UnitSpec::sample(i, studios);
+    u.sender = user.to_owned();
+    u
+}
+
+fn config(dept: &str, db: &Path, units: &[&UnitSpec]) -> Config {
+    let s = mailstack::stack();
+    // SAFETY: every test sets the same value; tests never read it concurrently with a change.
+    unsafe { std::env::set_var("INTAKE_TEST_PASSWORD", &s.password) };
+    let mut c = Config::builtin();
+    c.source.kind = SourceKind::Imap;
+    c.source.host = s.host.clone();
+    c.source.port = s.imap_port;
+    c.source.tls = Tls::None;
+    c.source.username = dept.to_owned();
+    c.source.password_env = Some("INTAKE_TEST_PASSWORD".into());
+    c.source.processed_folder = Some("Processed".into());
+    c.source.poll_secs = 2;
+    c.source.command_timeout_secs = 10;
+    c.outbox.kind = OutboxKind::Smtp;
+    c.outbox.host = s.host.clone();
+    c.outbox.port = s.smtp_port;
+    c.outbox.tls = Tls::None;
+    c.outbox.from = format!("乐山市总工会经保女工部 <{dept}>");
+    c.outbox.retry_base_secs = 1;
+    c.database.url = format!("sqlite://{}", db.display());
+    for u in units {
+        c.units.retain(|x| x.name != u.unit);
+        c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
+    }
+    c
+}
+
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("intake.db");
+    (dir, db)
+}
+
+fn sept(day: u32, hour: u32) -> Option<DateTime<FixedOffset>> {
+    Some(DateTime::parse_from_rfc3339(&format!("2020-09-{day:02}T{hour:02}:00:00+08:00")).unwrap())
+}
+
+fn subject_of(raw: &[u8]) -> String {
+    mime::parse(raw, &Default::default()).unwrap().subject
+}
+
+async fn store(db: &Path) -> Store {
+    Store::connect(&format!("sqlite://{}", db.display()), 2).await.unwrap()
+}
+
+/// No mail arrives for `user` within `wait`.
+fn assert_no_mail(user: &str, wait: Duration) {
+    std::thread::sleep(wait);
+    let got = mailstack::stack().fetch_all(user, "INBOX");
+    assert!(got.is_empty(), "{user} got {} unexpected mails: {:?}", got.len(), got.iter().map(|r| subject_of(r)).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pass_answers_every_sender_once_and_moves_the_mail() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("unit1");
+    let senders: Vec<String> = (2..=5).map(|n| s.user(&format!("unit{n}"))).collect();
+    for u in std::iter::once(&dept).chain(&senders) {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let mut units: Vec<UnitSpec> = senders.iter().enumerate().map(|(i, a)| unit_as(i, 1 + i % 2, a)).collect();
+    // One with problems: a team of four.
+    let bad = &mut units[3].studios[0];
+    bad.members = 4;
+    (bad.male, bad.female) = (3, 1);
+    (bad.phd, bad.master, bad.bachelor, bad.college, bad.highschool) = (0, 0, 2, 1, 1);
+    bad.party = bad.party.min(4);
+    let clients = [MailClient::Outlook, MailClient::Foxmail, MailClient::QqMail, MailClient::AppleMail];
+    for (u, c) in units.iter().zip(clients) {
+        s.append(&dept, &fixtures::submission(u, c), sept(20, 10));
+    }
+    let (_dir, db) = temp_db();
+    let cfg = config(&dept, &db, &units.iter().collect::<Vec<_>>());
+    studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
+
+    for (i, sender) in senders.iter().enumerate() {
+        let replies = s.wait_for_mail(sender, 1, Duration::from_secs(20));
+        assert_eq!(replies.len(), 1, "{sender}");
+        let reply = mime::parse(&replies[0], &Default::default()).unwrap();
+        let expected = if i == 3 { "未通过" } else { "审核通过" };
+        assert!(reply.subject.contains(expected), "{sender}: {}", reply.subject);
+        assert!(reply.in_reply_to.is_some(), "threaded");
+        assert_eq!(reply.auto, Some(mime::AutoMail::AutoSubmitted("auto-replied".into())));
+    }
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty(), "all moved");
+    assert_eq!(s.mailbox_uids(&dept, "Processed").len(), 4);
+    let st = store(&db).await;
+    let counts = st.counts().await.unwrap();
+    assert_eq!((counts.submissions, counts.submissions_accepted, counts.submissions_rejected), (4, 3, 1));
+    assert_eq!(counts.studios_current, units.iter().map(|u| u.studios.len() as i64).sum::<i64>());
+
+    // A second pass finds nothing new and sends nothing again.
+    studio_intake::daemon::run_once(cfg).await.unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    for sender in &senders {
+        assert_eq!(s.fetch_all(sender, "INBOX").len(), 1, "{sender} answered once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_batch_then_restarted_processes_each_mail_once() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("unit6");
+    let senders: Vec<String> = (7..=10).map(|n| s.user(&format!("unit{n}"))).collect();
+    for u in std::iter::once(&dept).chain(&senders) {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let units: Vec<UnitSpec> = senders.iter().enumerate().map(|(i, a)| unit_as(10 + i, 3, a)).collect();
+    // Two mails per sender: eight in the batch.
+    for u in &units {
+        s.append(&dept, &fixtures::submission(u, MailClient::Outlook), sept(21, 9));
+        let mut again = u.clone();
+        again.studios[0].intro.push('。');
+        s.append(&dept, &fixtures::submission(&again, MailClient::Foxmail), sept(21, 10));
+    }
+    let (dir, db) = temp_db();
+    let cfg = config(&dept, &db, &units.iter().collect::<Vec<_>>());
+    let cfg_path = dir.path().join("intake.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let bin = env!("CARGO_BIN_EXE_studio-intake");
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env("INTAKE_TEST_PASSWORD", &s.password)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first mail has been moved: the rest of the batch is in flight.
+    let start = Instant::now();
+    while s.mailbox_uids(&dept, "Processed").is_empty() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let moved_before = s.mailbox_uids(&dept, "Processed").len();
+
+    let status = std::process::Command::new(bin)
+        .args(["run", "--once", "--config"])
+        .arg(&cfg_path)
+        .env("INTAKE_TEST_PASSWORD", &s.password)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty());
+    assert_eq!(s.mailbox_uids(&dept, "Processed").len(), 8, "moved before the kill: {moved_before}");
+    let counts = store(&db).await.counts().await.unwrap();
+    assert_eq!(counts.mails, 8, "each raw mail stored once");
+    assert_eq!(counts.submissions, 8, "each mail processed once");
+    for sender in &senders {
+        let replies = s.wait_for_mail(sender, 2, Duration::from_secs(20));
+        assert!(replies.len() >= 2, "{sender} has a reply for each of its mails");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_wait_in_the_outbox_while_smtp_is_down() {
+    let _g = exclusive();
+    let s = mailstack::stack();
+    let dept = s.user("unit11");
+    let sender = s.user("unit12");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let u = unit_as(3, 1, &sender);
+    s.append(&dept, &fixtures::submission(&u, MailClient::QqMail), sept(22, 9));
+    let (_dir, db) = temp_db();
+    let cfg = config(&dept, &db, &[&u]);
+
+    s.stop_postfix();
+    let result = studio_intake::daemon::run_once(cfg.clone()).await;
+    let st = store(&db).await;
+    let depth = st.outbox_depth().await.unwrap();
+    s.start_postfix();
+    result.unwrap();
+    assert_eq!(depth, 1, "the reply waits in the outbox");
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty(), "the mail is processed all the same");
+
+    // Retries are due after retry_base_secs (1 s here).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    studio_intake::daemon::run_once(cfg).await.unwrap();
+    let replies = s.wait_for_mail(&sender, 1, Duration::from_secs(20));
+    assert_eq!(replies.len(), 1);
+    assert_eq!(st.outbox_depth().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_daemon_answers_during_idle_and_survives_a_dovecot_restart() {
+    let _g = exclusive();
+    let s = mailstack::stack();
+    let dept = s.user("unit13");
+    let sender = s.user("unit14");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let u = unit_as(4, 1, &sender);
+    let (_dir, db) = temp_db();
+    let cfg = config(&dept, &db, &[&u]);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(studio_intake::daemon::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(2)).await; // connected and idling
+
+    let appended = Instant::now();
+    s.append(&dept, &fixtures::submission(&u, MailClient::AppleMail), sept(23, 9));
+    let replies = tokio::task::spawn_blocking({
+        let sender = sender.clone();
+        move || mailstack::stack().wait_for_mail(&sender, 1, Duration::from_secs(15))
+    })
+    .await
+    .unwrap();
+    assert_eq!(replies.len(), 1);
+    let latency = appended.elapsed();
+    assert!(latency < Duration::from_secs(10), "answered within a few seconds, took {latency:?}");
+
+    s.restart_dovecot();
+    let mut again = u.clone();
+    again.studios[0].intro.push('。');
+    s.append(&dept, &fixtures::submission(&again, MailClient::Outlook), sept(23, 10));
+    let replies = tokio::task::spawn_blocking({
+        let sender = sender.clone();
+        move || mailstack::stack().wait_for_mail(&sender, 2, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(replies.len(), 2, "reconnected after the restart");
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), daemon).await.expect("stops on shutdown").unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubmission_supersedes_the_earlier_studio_version() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("unit15");
+    let sender = s.user("unit16");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let mut u = unit_as(5, 1, &sender);
+    u.studios[0].native_place = String::new(); // first version lacks a field
+    let (_dir, db) = temp_db();
+    let cfg = config(&dept, &db, &[&u]);
+    s.append(&dept, &fixtures::submission(&u, MailClient::Outlook), sept(20, 9));
+    studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
+    u.studios[0].native_place = "四川乐山".into();
+    s.append(&dept, &fixtures::submission(&u, MailClient::Outlook), sept(21, 9));
+    studio_intake::daemon::run_once(cfg).await.unwrap();
+
+    let st = store(&db).await;
+    let key = studio_intake::core::text::squash(&u.studios[0].name);
+    let versions = st.studio_versions(Some(&u.unit), &key).await.unwrap();
+    assert_eq!(versions.len(), 2, "history kept");
+    assert_eq!(versions.iter().filter(|v| v.current).count(), 1);
+    let current = versions.iter().find(|v| v.current).unwrap();
+    assert_eq!(current.verdict, "accepted");
+    let replies = s.wait_for_mail(&sender, 2, Duration::from_secs(20));
+    let texts: Vec<String> = replies.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
+    let second = replies.iter().map(|r| mime::parse(r, &Default::default()).unwrap()).find(|m| m.subject.contains("审核通过")).expect("second reply accepted");
+    assert!(second.body_text.contains("替代"), "the reply says the earlier version is replaced: {}", second.body_text);
+    assert_eq!(texts.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_replies_and_bounces_get_no_reply() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("unit17");
+    let sender = s.user("unit18");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let auto_reply = format!(
+        "From: {sender}\r\nTo: {dept}\r\nSubject: =?UTF-8?B?6Ieq5Yqo5Zue5aSN?=: 关于申报\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <auto-1@example.test>\r\nDate: Mon, 21 Sep 2020 10:00:00 +0800\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n我正在休假，稍后回复。\r\n"
+    );
+    let bounce = format!(
+        "From: MAILER-DAEMON@example.test (Mail Delivery System)\r\nTo: {dept}\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@example.test>\r\nDate: Mon, 21 Sep 2020 10:00:00 +0800\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThis is the mail system.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822; {sender}\r\nAction: failed\r\nStatus: 5.1.1\r\n--b--\r\n"
+    );
+    s.append(&dept, auto_reply.as_bytes(), sept(21, 10));
+    s.append(&dept, bounce.as_bytes(), sept(21, 10));
+    let (_dir, db) = temp_db();
+    let u = unit_as(6, 1, &sender);
+    studio_intake::daemon::run_once(config(&dept, &db, &[&u])).await.unwrap();
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty(), "processed and moved");
+    assert_eq!(store(&db).await.counts().await.unwrap().mails, 2);
+    assert_no_mail(&sender, Duration::from_secs(2));
+    assert_eq!(store(&db).await.outbox_depth().await.unwrap(), 0);
+}
+
+#[allow(dead_code)]
+fn _uses(_: StudioSpec) {}
