@@ -10,7 +10,7 @@ mod mailstack;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
@@ -18,15 +18,7 @@ use studio_intake::config::{Config, Secret, Source as SourceConfig, SourceKind, 
 use studio_intake::mailbox::{Handler, ImapError, ImapSource, Incoming, MaildirSource, MemoryState, Source, TooLarge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-static DOVECOT: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    DOVECOT.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    DOVECOT.write().unwrap_or_else(|e| e.into_inner())
-}
+static DOVECOT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 // ---------------------------------------------------------------- helpers --------
 
@@ -128,6 +120,15 @@ fn imap_source(cfg: SourceConfig, max_message_bytes: u64) -> Fixture {
 
 const MB: u64 = 1 << 20;
 
+/// The handler has seen a message; the MOVE follows right after it.
+async fn wait_inbox_empty(user: &str) {
+    let start = Instant::now();
+    while !mailstack::stack().mailbox_uids(user, "INBOX").is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(3), "not moved to Processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A loopback TCP proxy in front of Dovecot that records what the client sends, counts what
 /// the server sends, and can hide the server's IDLE capability (`IDLE` → `XDLE`).
 struct Proxy {
@@ -196,7 +197,7 @@ impl Proxy {
 
 #[tokio::test]
 async fn run_once_offers_every_new_message_with_its_internaldate_and_moves_it() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
     let user = s.user("unit1");
     let dates = ["2020-09-20T10:00:00+08:00", "2020-09-21T11:30:00+08:00", "2020-09-22T09:15:00+08:00", "2020-09-23T16:45:00+08:00", "2020-09-25T23:59:59+08:00"];
@@ -235,7 +236,7 @@ async fn run_once_offers_every_new_message_with_its_internaldate_and_moves_it() 
 
 #[tokio::test]
 async fn a_refused_message_stays_and_is_offered_again() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
     let user = s.user("unit2");
     let mails: Vec<Vec<u8>> = ["first", "REFUSE-ME", "third"].iter().enumerate().map(|(i, subj)| mail(i as u32, subj, 800)).collect();
@@ -267,7 +268,7 @@ async fn a_refused_message_stays_and_is_offered_again() {
 
 #[tokio::test]
 async fn a_message_over_the_limit_is_refused_by_size_without_downloading_it() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
     let user = s.user("unit3");
     let big = mail(1, "big", 300_000);
@@ -293,7 +294,7 @@ async fn a_message_over_the_limit_is_refused_by_size_without_downloading_it() {
 
 #[tokio::test]
 async fn implicit_tls_and_starttls_with_the_test_ca_and_a_quick_clear_login_error() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
     let user = s.user("unit4");
     s.append(&user, &mail(1, "over-tls", 1000), None);
@@ -331,10 +332,11 @@ async fn implicit_tls_and_starttls_with_the_test_ca_and_a_quick_clear_login_erro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_idles_sees_new_mail_fast_and_survives_a_dovecot_restart() {
-    let _g = exclusive();
+    let _g = DOVECOT.write().await;
     let s = mailstack::stack();
     let user = s.user("unit5");
-    let f = imap_source(imap_config(&user, s.imap_port, Tls::None), 50 * MB);
+    let proxy = Proxy::start(s.imap_port, false).await;
+    let f = imap_source(imap_config(&user, proxy.port, Tls::None), 50 * MB);
     let rec = Arc::new(Recorder::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = {
@@ -353,22 +355,27 @@ async fn run_idles_sees_new_mail_fast_and_survives_a_dovecot_restart() {
     s.append(&user, &mail(1, "while-idling", 1000), None);
     let took = rec.wait_for(1, Duration::from_secs(3)).await;
     eprintln!("IDLE: seen {took:?} after APPEND");
+    // Restarting between the handler's Ok and the MOVE would (rightly) offer it again.
+    wait_inbox_empty(&user).await;
 
     s.restart_dovecot();
     s.append(&user, &mail(2, "after-restart", 1000), None);
     let took = rec.wait_for(2, Duration::from_secs(15)).await;
     eprintln!("after a Dovecot restart: seen {took:?} after APPEND");
-    assert!(s.mailbox_uids(&user, "INBOX").is_empty());
+    wait_inbox_empty(&user).await;
 
     stop.send(()).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(5), task).await.expect("run() did not stop").unwrap();
     result.unwrap();
     assert_eq!(rec.count(), 2);
+    // At least one reconnect (one more when an attempt hits Dovecot while it goes down).
+    assert!(proxy.client_said(" LOGIN ") >= 2, "reconnected after the restart");
+    assert_eq!(proxy.client_said(" LOGOUT\r\n"), 1, "clean logout on shutdown");
 }
 
 #[tokio::test]
 async fn idle_is_reissued_and_without_idle_the_source_polls() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
 
     // IDLE re-issued every second.
@@ -417,7 +424,7 @@ async fn idle_is_reissued_and_without_idle_the_source_polls() {
 
 #[tokio::test]
 async fn flag_mode_flags_in_place_and_does_not_offer_again() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
     let user = s.user("unit6");
     let mails: Vec<Vec<u8>> = (0..2).map(|i| mail(i, "flag-me", 700)).collect();
@@ -448,7 +455,7 @@ async fn flag_mode_flags_in_place_and_does_not_offer_again() {
 
 #[tokio::test]
 async fn uidvalidity_change_starts_again_from_the_first_uid() {
-    let _g = shared();
+    let _g = DOVECOT.read().await;
     let s = mailstack::stack();
     let user = s.user("unit9");
     s.append(&user, &mail(1, "uv", 700), None);

@@ -101,6 +101,7 @@ impl MailboxState for MemoryState {
 }
 
 /// The configured source.
+#[allow(clippy::large_enum_variant)] // one per process
 pub enum Source {
     Imap(ImapSource),
     Maildir(MaildirSource),
