@@ -413,6 +413,22 @@ async fn studios_are_versions(db: &TestDb) -> anyhow::Result<()> {
     let replay = s.record(a2_raw, &submission(Some("A"), "accepted", vec![]), &[]).await?;
     ensure!(replay == a2, "{replay:?} vs {a2:?}");
     ensure!(s.studio_versions(Some("A"), "X").await?.iter().filter(|v| v.current).count() == 1);
+
+    // Concurrent mails of one unit carrying the same studio: all recorded, one current.
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let rec = submission(Some("C"), "accepted", vec![studio("Q", "accepted", 1)]);
+            store_and_record(&s, &format!("C{i}"), &rec).await
+        }));
+    }
+    let mut replaced = 0;
+    for t in tasks {
+        replaced += t.await??.superseded.len();
+    }
+    let q = s.studio_versions(Some("C"), "Q").await?;
+    ensure!(q.len() == 4 && q.iter().filter(|v| v.current).count() == 1 && replaced == 3, "{q:?}");
     Ok(())
 }
 
