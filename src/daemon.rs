@@ -377,7 +377,8 @@ pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow:
                     app.store.outgoing_sent(mail.id, Utc::now()).await
                 }
                 Err(e) => {
-                    let attempts = mail.attempts as u32 + 1;
+                    // The store counts the claim in hand as an attempt.
+                    let attempts = mail.attempts.max(1) as u32;
                     let next = (e.transient && attempts < app.config.outbox.max_attempts)
                         .then(|| Utc::now() + chrono::Duration::from_std(retry_delay(&app.config, attempts)).unwrap_or_default());
                     warn!(attempts, transient = e.transient, dead = next.is_none(), "send failed: {}", e.message);

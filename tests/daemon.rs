@@ -220,7 +220,7 @@ async fn replies_wait_in_the_outbox_while_smtp_is_down() {
     assert!(s.mailbox_uids(&dept, "INBOX").is_empty(), "the mail is processed all the same");
 
     // Retries are due after retry_base_secs (1 s here).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     studio_intake::daemon::run_once(cfg).await.unwrap();
     let replies = s.wait_for_mail(&sender, 1, Duration::from_secs(20));
     assert_eq!(replies.len(), 1);

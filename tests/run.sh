@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs what the tests need on a fresh Debian
-# machine, then runs every test. Safe to run again: installs are skipped when present.
+# The project's test command (README): installs and starts what the tests need on a fresh
+# Debian machine (LibreOffice and poppler for legacy formats, Dovecot and Postfix for the
+# mail tests, PostgreSQL for the store tests), then runs every test. Safe to run again:
+# installs are skipped when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,5 +15,23 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+echo "== mail servers (Dovecot, Postfix)"
+bash tests/mailstack/install.sh
+
+echo "== PostgreSQL on 127.0.0.1:5432"
+pg_url="${INTAKE_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! (command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432); then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+export INTAKE_TEST_PG_URL="$pg_url"
+
 echo "== cargo test"
+# Each test binary starts its own Dovecot + Postfix on a port block of its own and stops it
+# when it exits (tests/support/mailstack.rs).
 cargo test --all-targets --locked 2>&1
