@@ -83,36 +83,7 @@ impl Handler for Intake {
 async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
     let bytes = match m.raw {
         Ok(b) => b,
-        Err(too_large) => {
-            // Nothing to parse: keep a record so staff see it in the digest.
-            warn!(size = m.size, "refused: larger than the message size limit ({too_large:?})");
-            let placeholder = format!("studio-intake: message of {} bytes refused by size limit", m.size).into_bytes();
-            let raw = NewRaw {
-                mailbox: m.mailbox.clone(),
-                uidvalidity: m.uidvalidity.map(i64::from),
-                uid: m.uid.map(i64::from),
-                sha256: format!("too-large:{}:{}:{}", m.mailbox, m.uidvalidity.unwrap_or(0), m.uid.unwrap_or(0)),
-                bytes: placeholder,
-                received_at: m.received_at,
-                size: m.size as i64,
-            };
-            if let PutRaw::New(id) = app.store.put_raw(&raw).await? {
-                let rec = SubmissionRecord {
-                    message_id: None,
-                    sender: None,
-                    unit: None,
-                    subject: String::new(),
-                    received_at: m.received_at,
-                    verdict: "ignored".into(),
-                    ignored_reason: Some(format!("larger than the limit of {} bytes", app.config.limits.max_message_bytes)),
-                    studios: vec![],
-                    findings: vec![],
-                    summary_table: false,
-                };
-                app.store.record(id, &rec, &[]).await?;
-            }
-            return Ok(());
-        }
+        Err(too_large) => return refuse_too_large(app, &m.mailbox, m.uidvalidity, m.uid, m.received_at, too_large).await,
     };
     let sha256 = hex(&Sha256::digest(&bytes));
     let raw = NewRaw {
@@ -133,6 +104,74 @@ async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
         PutRaw::Known { id, .. } => id,
     };
     process_raw(app, id, &raw.bytes, &sha256, m.received_at).await
+}
+
+/// A mail above the size limit: not downloaded; keep a record (staff see it) and tell the
+/// sender, from its header, why nothing was processed.
+async fn refuse_too_large(
+    app: &App,
+    mailbox: &str,
+    uidvalidity: Option<u32>,
+    uid: Option<u32>,
+    received_at: Option<DateTime<FixedOffset>>,
+    t: mailbox::TooLarge,
+) -> anyhow::Result<()> {
+    warn!(size = t.size, limit = t.limit, "refused: larger than the message size limit");
+    let mut head = t.header.clone();
+    head.extend_from_slice(b"\r\n");
+    let message = core::mime::parse(&head, &app.config.limits).ok();
+    // Only the header is kept (and hashed): the body was never downloaded.
+    let raw = NewRaw {
+        mailbox: mailbox.to_owned(),
+        uidvalidity: uidvalidity.map(i64::from),
+        uid: uid.map(i64::from),
+        sha256: hex(&Sha256::digest(&t.header)),
+        bytes: t.header.clone(),
+        received_at,
+        size: t.size as i64,
+    };
+    let id = match app.store.put_raw(&raw).await? {
+        PutRaw::New(id) => id,
+        PutRaw::Known { processed: true, .. } => return Ok(()),
+        PutRaw::Known { id, .. } => id,
+    };
+    let mut rec = SubmissionRecord {
+        message_id: message.as_ref().and_then(|m| m.message_id.clone()),
+        sender: message.as_ref().and_then(|m| m.from.as_ref().map(|f| f.address.clone())),
+        unit: None,
+        subject: message.as_ref().map(|m| m.subject.clone()).unwrap_or_default(),
+        received_at,
+        verdict: "ignored".into(),
+        ignored_reason: Some(format!("{} bytes, over the limit of {} bytes", t.size, t.limit)),
+        studios: vec![],
+        findings: vec![],
+        summary_table: false,
+    };
+    let mut outgoing = Vec::new();
+    if let Some(msg) = &message {
+        match outbox::should_reply(msg, &app.own_addresses()) {
+            Err(why) => rec.ignored_reason = Some(format!("{}; no reply: {why:?}", rec.ignored_reason.unwrap_or_default())),
+            Ok(()) => {
+                let to = msg.reply_to.as_ref().or(msg.from.as_ref()).map(|m| m.address.clone()).expect("should_reply checked the sender");
+                let reply = report::too_large_reply(&msg.subject, t.size, t.limit, &app.config);
+                let outcome = Outcome {
+                    message: msg.clone(),
+                    sender: Some(to.clone()),
+                    unit: None,
+                    received_at,
+                    submission: Default::default(),
+                    findings: vec![],
+                };
+                outgoing.push(reply_row(app, &outcome, reply, &to, &raw.sha256, id)?);
+            }
+        }
+    }
+    app.store.record(id, &rec, &outgoing).await?;
+    info!(reply = if outgoing.is_empty() { "none" } else { "queued" }, "refused by size");
+    if !outgoing.is_empty() {
+        app.outbox_ready.notify_one();
+    }
+    Ok(())
 }
 
 /// Run the core on one stored message and commit its results and reply in one transaction.

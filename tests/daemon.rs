@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset};
 use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind};
 use studio_intake::core::mime;
-use studio_intake::fixtures::{self, MailClient, StudioSpec, UnitSpec};
+use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use studio_intake::store::Store;
 
 static SERVERS: RwLock<()> = RwLock::new(());
@@ -335,5 +335,28 @@ async fn auto_replies_and_bounces_get_no_reply() {
     assert_eq!(store(&db).await.outbox_depth().await.unwrap(), 0);
 }
 
-#[allow(dead_code)]
-fn _uses(_: StudioSpec) {}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_over_the_size_limit_is_refused_with_a_reply() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("unit19");
+    let sender = s.user("unit20");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let u = unit_as(7, 1, &sender);
+    let raw = fixtures::submission(&u, MailClient::Outlook);
+    s.append(&dept, &raw, sept(22, 11));
+    let (_dir, db) = temp_db();
+    let mut cfg = config(&dept, &db, &[&u]);
+    cfg.limits.max_message_bytes = (raw.len() / 2) as u64;
+    studio_intake::daemon::run_once(cfg).await.unwrap();
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty(), "refused mail is moved too");
+    let replies = s.wait_for_mail(&sender, 1, Duration::from_secs(20));
+    let reply = mime::parse(&replies[0], &Default::default()).unwrap();
+    assert!(reply.subject.contains("邮件过大"), "{}", reply.subject);
+    assert!(reply.body_text.contains("上限"), "{}", reply.body_text);
+    let counts = store(&db).await.counts().await.unwrap();
+    assert_eq!((counts.mails, counts.submissions_ignored), (1, 1));
+}

@@ -281,7 +281,10 @@ async fn a_message_over_the_limit_is_refused_by_size_without_downloading_it() {
     let rec = Recorder::default();
     assert_eq!(f.source.run_once(&rec).await.unwrap(), 2);
     let seen = rec.seen();
-    assert_eq!(seen[0].raw, Err(TooLarge { size: big.len() as u64, limit: 100_000 }));
+    let Err(TooLarge { size, limit, header }) = &seen[0].raw else { panic!("refused by size") };
+    assert_eq!((*size, *limit), (big.len() as u64, 100_000));
+    assert!(header.starts_with(b"From:") || header.windows(5).any(|w| w == b"From:"), "the header was read so the sender can be told");
+    assert!(header.len() < 10_000, "only the header, not the body");
     assert_eq!(seen[0].size, big.len() as u64);
     assert_eq!(seen[1].raw.as_ref().unwrap(), &small);
     let downloaded = proxy.received.load(Ordering::Relaxed);

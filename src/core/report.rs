@@ -159,6 +159,25 @@ fn parts_line(s: &Studio) -> String {
     )
 }
 
+/// The reply to a mail refused by size before it was downloaded.
+pub fn too_large_reply(subject: &str, size: u64, limit: u64, config: &Config) -> Reply {
+    let original = if subject.trim().is_empty() { "（无主题）" } else { subject.trim() };
+    let mb = |b: u64| format!("{:.1}MB", b as f64 / 1024.0 / 1024.0);
+    let body = format!(
+        "您发送的邮件《{original}》大小为{}，超过系统可接收的上限{}，未能处理。\n\n请压缩照片（场景照1幅即可，无需原始大图）、删除无关附件后重新发送；材料较多时可分两封邮件发送，每封注明推荐单位。",
+        mb(size),
+        mb(limit)
+    );
+    let text = format!("您好：\n\n  ■ 未能接收：邮件过大\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", config.campaign_contact_line(), config.outbox_from_name());
+    let html = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px\"><p>您好：</p><p style=\"color:#b3261e;font-weight:bold\">未能接收：邮件过大</p><p>{}</p><p style=\"color:#666\">本邮件由系统自动发送。{}</p><p>{}</p></body></html>",
+        escape(&body).replace('\n', "<br>"),
+        escape(&config.campaign_contact_line()),
+        escape(&config.outbox_from_name())
+    );
+    Reply { subject: format!("【未能接收：邮件过大】回复：{original}"), text, html }
+}
+
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

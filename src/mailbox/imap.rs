@@ -401,12 +401,21 @@ impl ImapSource {
         let Some(attrs) = meta else { return Ok(None) };
         let limit = self.max_message_bytes;
         let raw = match attrs.size {
-            Some(size) if size > limit => Err(TooLarge { size, limit }),
+            Some(size) if size > limit => {
+                let mut head = None;
+                conn.exec_with(&format!("UID FETCH {uid} BODY.PEEK[HEADER]<0.{}>", super::HEADER_PEEK_BYTES), |r| FetchAttrs::visit(&mut head, uid, r))
+                    .await?;
+                let header = head.and_then(|a| a.body).unwrap_or_default();
+                Err(TooLarge { size, limit, header })
+            }
             _ => {
                 let mut body = None;
                 conn.exec_with(&format!("UID FETCH {uid} BODY.PEEK[]"), |r| FetchAttrs::visit(&mut body, uid, r)).await?;
                 match body.and_then(|a| a.body) {
-                    Some(raw) if raw.len() as u64 > limit => Err(TooLarge { size: raw.len() as u64, limit }),
+                    Some(raw) if raw.len() as u64 > limit => {
+                        let header = raw[..header_end(&raw).min(super::HEADER_PEEK_BYTES as usize)].to_vec();
+                        Err(TooLarge { size: raw.len() as u64, limit, header })
+                    }
                     Some(raw) => Ok(raw),
                     None => return Ok(None),
                 }
@@ -714,6 +723,13 @@ impl FetchAttrs {
             }
         }
     }
+}
+
+/// Length of the header block (up to and including the blank line), or all of `raw`.
+pub(crate) fn header_end(raw: &[u8]) -> usize {
+    raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
+        .unwrap_or(raw.len())
 }
 
 /// `14-Mar-2020 01:30:00 +0000` (the day may be space-padded).

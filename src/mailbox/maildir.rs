@@ -107,7 +107,7 @@ impl MaildirSource {
             let size = meta.len();
             let limit = self.max_message_bytes;
             let raw = if size > limit {
-                Err(TooLarge { size, limit })
+                Err(TooLarge { size, limit, header: read_head(&file).await })
             } else {
                 match tokio::fs::read(&file).await {
                     Ok(raw) => Ok(raw),
@@ -182,4 +182,16 @@ async fn mark_seen(root: &Path, file: &Path) -> anyhow::Result<()> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot move {} to {}", file.display(), target.display())),
     }
+}
+
+/// The header block of a file too large to read whole.
+async fn read_head(file: &Path) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    if let Ok(f) = tokio::fs::File::open(file).await {
+        let _ = f.take(super::HEADER_PEEK_BYTES).read_to_end(&mut buf).await;
+    }
+    let end = super::imap::header_end(&buf);
+    buf.truncate(end);
+    buf
 }

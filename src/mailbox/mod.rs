@@ -48,12 +48,18 @@ pub struct Incoming {
 
 /// A message above `limits.max_message_bytes`: not downloaded. The handler should still reply
 /// ("too large") and return `Ok` so that the message is marked processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("message of {size} bytes is over the limit of {limit} bytes")]
 pub struct TooLarge {
     pub size: u64,
     pub limit: u64,
+    /// The start of the header block (at most [`HEADER_PEEK_BYTES`]), so the handler can tell
+    /// the sender why the mail was refused.
+    pub header: Vec<u8>,
 }
+
+/// How much of a refused message's header is read (`BODY.PEEK[HEADER]<0.N>`).
+pub const HEADER_PEEK_BYTES: u64 = 64 * 1024;
 
 /// Whoever makes a message durable. `Ok(())` = results committed: the source may now mark the
 /// message processed. `Err` = leave it; it will be offered again.
