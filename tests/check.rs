@@ -499,3 +499,75 @@ fn reply_is_chinese_verdict_first_with_places() {
     let r = core::report::reply(&ok, &config_for(&u), &[]);
     assert!(r.subject.contains("审核通过"), "{}", r.subject);
 }
+
+// ---- hostile attachments, end to end: each is a finding, never a panic ----
+
+fn replace_member(data: &[u8], member: &str, content: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut src = zip::ZipArchive::new(std::io::Cursor::new(data)).unwrap();
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opt = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+        z.start_file(name.as_str(), opt).unwrap();
+        z.write_all(if name == member { content } else { &buf }).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opt = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in members {
+        z.start_file(*name, opt).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+#[test]
+fn hostile_attachments_each_get_a_finding() {
+    use std::io::Write;
+    let u = unit(1);
+    let summary = fixtures::summary_table_xlsx(&u, SheetTool::Excel);
+    let xfd = replace_member(
+        &summary,
+        "xl/worksheets/sheet1.xml",
+        br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><dimension ref="A1:XFD1048576"/><sheetData><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>"#,
+    );
+    let encrypted = {
+        let mut cf = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
+        cf.create_stream("/EncryptionInfo").unwrap().write_all(&[4, 0, 4, 0, 0x40, 0, 0, 0]).unwrap();
+        cf.create_stream("/EncryptedPackage").unwrap().write_all(&[0u8; 4096]).unwrap();
+        cf.flush().unwrap();
+        cf.into_inner().into_inner()
+    };
+    let bomb = zip_of(&[("说明.docx", &vec![0u8; 8 * 1024 * 1024])]);
+    let truncated_zip = {
+        let z = zip_of(&[("附件3.docx", &fixtures::materials_docx(&u.studios[0], 2100, true, DocTool::Word))]);
+        z[..z.len() / 2].to_vec()
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("附件2补充表.xlsx", xfd),
+        ("加密的审批表.docx", encrypted),
+        ("资料.zip", bomb),
+        ("材料打包.zip", truncated_zip),
+        ("视频.mp4", vec![7u8; 300_000]),
+    ];
+    let mut config = config_for(&u);
+    config.limits.max_decompressed_bytes = 4 * 1024 * 1024;
+    config.limits.max_attachment_bytes = 256 * 1024;
+    for (name, data) in cases {
+        let raw = mail_with(&u, MailClient::Outlook, &Default::default(), |m| m.attachments.push((name.to_owned(), data.clone())));
+        let o = process_with(&raw, &config, |_| {});
+        let hit = o.findings.iter().find(|f| f.code == Code::SubmissionUnreadableAttachment && f.file.as_deref().is_some_and(|f| f.starts_with(name)));
+        assert!(hit.is_some(), "{name}: {}", show(&o));
+        assert!(!hit.unwrap().message.is_empty());
+        // The good attachments of the same mail are still read.
+        assert!(o.submission.studios.iter().all(|s| s.has_approval_form && s.has_materials), "{name}: {}", show(&o));
+    }
+}
