@@ -360,3 +360,75 @@ async fn a_mail_over_the_size_limit_is_refused_with_a_reply() {
     let counts = store(&db).await.counts().await.unwrap();
     assert_eq!((counts.mails, counts.submissions_ignored), (1, 1));
 }
+
+/// A fresh PostgreSQL database (the server of the test setup) for one test.
+async fn fresh_postgres() -> String {
+    use sqlx::{Connection, Executor};
+    let admin = std::env::var("INTAKE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin} ({e}); start it or set INTAKE_TEST_PG_URL"));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("intake_daemon_{}_{:x}", std::process::id(), nanos & 0xffff_ffff_ffff);
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_pass_on_postgresql() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("staff");
+    let sender = s.user("others");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let u = unit_as(8, 2, &sender);
+    s.append(&dept, &fixtures::submission(&u, MailClient::Webmail163), sept(24, 16));
+    let (_dir, db) = temp_db();
+    let mut cfg = config(&dept, &db, &[&u]);
+    cfg.database.url = fresh_postgres().await;
+    studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
+    let replies = s.wait_for_mail(&sender, 1, Duration::from_secs(20));
+    assert!(subject_of(&replies[0]).contains("审核通过"));
+    let st = Store::connect(&cfg.database.url, 2).await.unwrap();
+    assert_eq!(st.backend(), studio_intake::store::Backend::Postgres);
+    let counts = st.counts().await.unwrap();
+    assert_eq!((counts.submissions, counts.studios_current), (1, 2));
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty());
+}
+
+/// The embedded default (a folder of .eml files, SQLite, file outbox): no servers needed.
+fn file_config(inbox: &Path, state: &Path, units: &[&UnitSpec]) -> Config {
+    let mut c = Config::builtin();
+    c.source.kind = SourceKind::Maildir;
+    c.source.path = inbox.to_owned();
+    c.outbox.kind = OutboxKind::File;
+    c.outbox.path = state.join("outbox");
+    c.database.url = format!("sqlite://{}", state.join("intake.db").display());
+    for u in units {
+        c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
+    }
+    c
+}
+
+#[tokio::test]
+async fn replies_per_sender_are_limited_per_hour() {
+    let inbox = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let u = unit_as(9, 1, "jwxzgh@example.cn");
+    for k in 0..3 {
+        let mut v = u.clone();
+        v.studios[0].intro.push_str(&"。".repeat(k + 1));
+        std::fs::write(inbox.path().join(format!("{k}.eml")), fixtures::submission(&v, MailClient::Outlook)).unwrap();
+    }
+    let mut cfg = file_config(inbox.path(), state.path(), &[&u]);
+    cfg.outbox.replies_per_sender_per_hour = 2;
+    studio_intake::daemon::run_once(cfg).await.unwrap();
+    let written = std::fs::read_dir(state.path().join("outbox")).unwrap().count();
+    assert_eq!(written, 2, "the third mail in the hour gets no reply");
+    let counts = store(&state.path().join("intake.db")).await.counts().await.unwrap();
+    assert_eq!(counts.submissions, 3, "but it is processed and recorded");
+}
