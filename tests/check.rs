@@ -571,3 +571,13 @@ fn hostile_attachments_each_get_a_finding() {
         assert!(o.submission.studios.iter().all(|s| s.has_approval_form && s.has_materials), "{name}: {}", show(&o));
     }
 }
+
+#[test]
+fn every_county_sample_is_clean_whatever_its_company_names() {
+    // The high-tech zone's companies include 光伏材料公司: its photos are photos.
+    for i in 0..14 {
+        let u = UnitSpec::sample(i, 2);
+        let o = process(&u, &fixtures::submission(&u, MailClient::Foxmail));
+        assert_clean(&u, &o, &format!("county sample {i}"));
+    }
+}

@@ -35,17 +35,26 @@ impl Kind {
     }
 }
 
-/// What a file's name says it is (附件1/审批表 …). Content wins over this.
+/// What a file's name says it is. The form titles first (a photo of the approval form is a
+/// scan of the form), then photo words, then the bare 附件N numbers, so that a company named
+/// 光伏材料公司 does not turn its scene photo into application materials. Content wins over this.
 pub fn kind_from_name(name: &str) -> Option<Kind> {
     let n = squash(name).to_lowercase();
-    if n.contains("审批表") || n.contains("附件1") {
+    let has = |words: &[&str]| words.iter().any(|w| n.contains(w));
+    if has(&["审批表"]) {
         Some(Kind::ApprovalForm)
-    } else if n.contains("汇总表") || n.contains("附件2") {
+    } else if has(&["汇总表"]) {
         Some(Kind::SummaryTable)
-    } else if n.contains("申报材料") || n.contains("附件3") || n.contains("材料") {
+    } else if has(&["申报材料", "申报书"]) {
         Some(Kind::Materials)
-    } else if n.contains("照") || n.contains("图片") || n.contains("photo") {
+    } else if has(&["场景", "照片", "照", "图片", "photo", "img_", "dsc"]) {
         Some(Kind::Photo)
+    } else if has(&["附件1"]) {
+        Some(Kind::ApprovalForm)
+    } else if has(&["附件2"]) {
+        Some(Kind::SummaryTable)
+    } else if has(&["附件3"]) {
+        Some(Kind::Materials)
     } else {
         None
     }
@@ -916,5 +925,9 @@ mod tests {
         assert_eq!(kind_from_name("附件2-推荐汇总表.xlsx"), Some(Kind::SummaryTable));
         assert_eq!(kind_from_name("申报材料.docx"), Some(Kind::Materials));
         assert_eq!(kind_from_name("x.docx"), None);
+        // A company name with 材料 in it does not make a photo into materials.
+        assert_eq!(kind_from_name("高新区光伏材料公司罗文华劳模创新工作室.jpg"), None);
+        assert_eq!(kind_from_name("光伏材料公司罗文华工作室场景照.jpg"), Some(Kind::Photo));
+        assert_eq!(kind_from_name("张明工作室推荐审批表照片.jpg"), Some(Kind::ApprovalForm));
     }
 }
