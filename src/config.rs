@@ -519,6 +519,13 @@ mod tests {
     }
 
     #[test]
+    fn deploy_config_parses() {
+        let c = Config::from_toml(include_str!("../deploy/studio-intake.toml")).unwrap();
+        assert_eq!(c.source.host, "imap.qq.com");
+        assert!(c.source.password_file.is_some() || c.source.password_env.is_some());
+    }
+
+    #[test]
     fn plain_text_only_to_loopback() {
         let err = Config::from_toml("[source]\nkind = \"imap\"\nhost = \"imap.qq.com\"\ntls = \"none\"\n").unwrap_err();
         assert!(err.to_string().contains("loopback"), "{err}");
