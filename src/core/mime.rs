@@ -813,13 +813,18 @@ const B64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpo
 fn decode_base64_lines(body: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let mut out = Vec::with_capacity(body.len() / 4 * 3 + 3);
-    let mut lines = body.split(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (line, after) = match header::find_byte(rest, b'\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = after;
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        let last = lines.peek().is_none_or(|rest| rest.iter().all(u8::is_ascii_whitespace));
+        let last = rest.iter().all(u8::is_ascii_whitespace);
         if !last && (line.len() % 4 != 0 || line.contains(&b'=')) {
             return None;
         }
