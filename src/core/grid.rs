@@ -107,7 +107,23 @@ pub fn read(
     if data.len() as u64 > limits.max_attachment_bytes {
         return Err(Unreadable::TooLarge { limit: limits.max_attachment_bytes });
     }
-    let format = sniff(file_name, data);
+    read_sniffed(sniff(file_name, data), data, limits, converters)
+}
+
+/// [`read`] for a caller that already knows `format == sniff(file_name, data)` (saves
+/// opening the package twice).
+pub fn read_sniffed(
+    format: Format,
+    data: &[u8],
+    limits: &Limits,
+    converters: &Converters,
+) -> Result<Document, Unreadable> {
+    if data.is_empty() {
+        return Err(Unreadable::Empty);
+    }
+    if data.len() as u64 > limits.max_attachment_bytes {
+        return Err(Unreadable::TooLarge { limit: limits.max_attachment_bytes });
+    }
     guarded(|| read_as(format, data, limits, converters))
 }
 

@@ -800,7 +800,50 @@ fn decode_transfer(body: &[u8], cte: &str) -> (Vec<u8>, Option<Unreadable>) {
     }
 }
 
+const B64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// One pass over the lines of an ordinary base64 body: every line but the last a whole
+/// number of 4-character groups without padding. `None` for anything else (spaces inside a
+/// line, padding in the middle, bad characters), which [`decode_base64_slow`] then handles.
+fn decode_base64_lines(body: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 3);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (line, after) = match header::find_byte(rest, b'\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = after;
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let last = rest.iter().all(u8::is_ascii_whitespace);
+        if !last && (line.len() % 4 != 0 || line.contains(&b'=')) {
+            return None;
+        }
+        B64_LENIENT.decode_vec(line, &mut out).ok()?;
+        if last {
+            break;
+        }
+    }
+    Some(out)
+}
+
 fn decode_base64(body: &[u8]) -> (Vec<u8>, Option<Unreadable>) {
+    match decode_base64_lines(body) {
+        Some(d) => (d, None),
+        None => decode_base64_slow(body),
+    }
+}
+
+fn decode_base64_slow(body: &[u8]) -> (Vec<u8>, Option<Unreadable>) {
     use base64::Engine as _;
     let clean: Vec<u8> = body
         .iter()
@@ -810,12 +853,7 @@ fn decode_base64(body: &[u8]) -> (Vec<u8>, Option<Unreadable>) {
     let bad = clean
         .iter()
         .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='));
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-            .with_decode_allow_trailing_bits(true),
-    );
+    let engine = B64_LENIENT;
     if bad.is_none() {
         if let Ok(d) = engine.decode(&clean) {
             return (d, None);

@@ -180,7 +180,7 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
                 }
             }
             Format::Docx | Format::Xlsx | Format::Xls | Format::Ods | Format::Odt | Format::Doc | Format::Pdf | Format::Encrypted => {
-                match grid::read(&att.file_name, &att.data, limits, converters) {
+                match grid::read_sniffed(format, &att.data, limits, converters) {
                     Err(problem) => info.problem = Some(problem),
                     Ok(doc) => {
                         let kind = forms::kind_from_content(&doc).or(named_kind).unwrap_or(Kind::Other);

@@ -53,6 +53,47 @@ pub fn verify(zip: &mut Zip<'_>, limits: &Limits) -> Result<(), Unreadable> {
     Ok(())
 }
 
+/// Like [`verify`], but keeps what it inflated: every XML/rels/bin part, each inflated once
+/// through a capped reader. Returns (name, bytes) in central-directory order.
+pub fn verify_and_read(zip: &mut Zip<'_>, limits: &Limits) -> Result<Vec<(String, Vec<u8>)>, Unreadable> {
+    verify_directory(zip, limits)?;
+    let mut parts = Vec::new();
+    for i in 0..zip.len() {
+        let f = zip.by_index(i).map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
+        let name = String::from_utf8_lossy(f.name_raw()).into_owned();
+        if f.is_dir() || !(name.ends_with(".xml") || name.ends_with(".rels") || name.ends_with(".bin")) {
+            continue;
+        }
+        let declared = f.size();
+        // The directory check bounds `declared` by `max_attachment_bytes`.
+        let mut buf = Vec::with_capacity(declared as usize);
+        f.take(declared.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        if buf.len() as u64 > declared {
+            return Err(bomb(format!("{name} inflates beyond its declared size {declared}")));
+        }
+        parts.push((name, buf));
+    }
+    Ok(parts)
+}
+
+/// A zip holding `parts` uncompressed: what calamine reads instead of the original package,
+/// so nothing is inflated a second time and nothing it sees was left unchecked.
+pub fn stored_zip(parts: &[(String, Vec<u8>)]) -> Result<Vec<u8>, Unreadable> {
+    use std::io::Write;
+    let size: usize = parts.iter().map(|(n, d)| d.len() + 2 * n.len() + 100).sum();
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(size + 100)));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    for (name, data) in parts {
+        w.start_file(name.as_str(), opts).map_err(|e| corrupt(format!("repack {name}: {e}")))?;
+        w.write_all(data).map_err(|e| corrupt(format!("repack {name}: {e}")))?;
+    }
+    Ok(w.finish().map_err(|e| corrupt(format!("repack: {e}")))?.into_inner())
+}
+
 /// The central-directory half of [`verify`]: enough for readers that only read members
 /// through [`read_member`], whose own cap stops a member that lies about its size.
 pub fn verify_directory(zip: &mut Zip<'_>, limits: &Limits) -> Result<(), Unreadable> {

@@ -126,16 +126,21 @@ fn open_verified<'a>(data: &'a [u8], limits: &Limits) -> Result<(Zip<'a>, Vec<St
 }
 
 pub fn read_xlsx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
-    let (mut zip, names) = open_verified(data, limits)?;
-    for name in &names {
+    // Each XML part is inflated once (capped, sizes proven honest), scanned for dimension
+    // bombs from those bytes, and calamine reads a stored re-pack of the same bytes.
+    let mut zip = pkg::open(data)?;
+    let parts = pkg::verify_and_read(&mut zip, limits)?;
+    let names = pkg::names(&zip);
+    for (name, bytes) in &parts {
         if name.starts_with("xl/") && name.ends_with(".xml") {
-            let f = zip.by_name(name).map_err(|e| corrupt(format!("{name}: {e}")))?;
-            scan_xlsx_sheet(f, name, limits)?;
+            scan_xlsx_sheet(bytes.as_slice(), name, limits)?;
         }
     }
+    let repacked = pkg::stored_zip(&parts)?;
+    drop(parts);
     let embedded_images = pkg::count_prefix(&names, "xl/media/");
     let tables = guarded(|| {
-        let mut wb = Xlsx::new(Cursor::new(data)).map_err(|e| xlsx_err(&e.to_string()))?;
+        let mut wb = Xlsx::new(Cursor::new(repacked.as_slice())).map_err(|e| xlsx_err(&e.to_string()))?;
         let mut tables = Vec::new();
         for sheet in wb.sheet_names() {
             let range = match wb.worksheet_range(&sheet) {
