@@ -205,6 +205,9 @@ pub struct Source {
     pub idle_secs: u64,
     /// Seconds any single IMAP command may take.
     pub command_timeout_secs: u64,
+    /// Several instances on one database: the one holding the mailbox lease polls; a lease
+    /// not renewed for this many seconds (its holder died) is taken over by another.
+    pub lease_secs: u64,
 }
 
 impl Default for Source {
@@ -225,6 +228,7 @@ impl Default for Source {
             poll_secs: 60,
             idle_secs: 20 * 60,
             command_timeout_secs: 60,
+            lease_secs: 60,
         }
     }
 }

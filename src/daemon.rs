@@ -441,8 +441,11 @@ fn transport(config: &Config) -> anyhow::Result<Transport> {
     Transport::from_config(&config.outbox, password)
 }
 
+/// Unique per task and process: names the holder of claims and leases.
 fn worker_name() -> String {
-    format!("{}-{}", std::process::id(), Utc::now().timestamp_millis())
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    format!("{host}:{}:{}:{}", std::process::id(), Utc::now().timestamp_millis(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// `run --once`: one pass over the mailbox, then send what is due, then return.
@@ -505,13 +508,71 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         })
     };
     let intake = Intake { app: app.clone() };
-    let mut stop = stop_rx.clone();
-    let result = source.run(&intake, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }).await;
+    let result = poll_while_leased(&app, &source, &intake, stop_rx.clone()).await;
     let _ = sender.await;
     info!("stopped");
     result
+}
+
+/// Several instances may share one database: only the holder of the mailbox's lease polls it.
+/// The holder renews the lease every third of `lease_secs`; when it dies, another instance
+/// takes over once the lease has run out. Losing the lease stops polling after the message in
+/// hand.
+async fn poll_while_leased(app: &Arc<App>, source: &mailbox::Source, intake: &Intake, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let holder = worker_name();
+    let name = format!("mailbox:{}", source.mailbox_id());
+    let ttl = Duration::from_secs(app.config.source.lease_secs.max(3));
+    let renew_every = ttl / 3;
+    let mut waiting_logged = false;
+    while !*stop.borrow() {
+        if !app.store.try_lease(&name, &holder, ttl, Utc::now()).await? {
+            if !waiting_logged {
+                info!(lease = %name, "another instance polls this mailbox; standing by");
+                waiting_logged = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(renew_every) => continue,
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        waiting_logged = false;
+        info!(lease = %name, "holding the mailbox lease: polling");
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let renewer = {
+            let app = app.clone();
+            let (name, holder) = (name.clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(renew_every).await;
+                    match app.store.try_lease(&name, &holder, ttl, Utc::now()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn!(lease = %name, "mailbox lease lost to another instance");
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(e) => warn!(lease = %name, "cannot renew the mailbox lease: {e:#}"),
+                    }
+                }
+            })
+        };
+        let mut stop_run = stop.clone();
+        let mut lost = lost_rx.clone();
+        let result = source
+            .run(intake, async move {
+                tokio::select! {
+                    _ = stop_run.wait_for(|s| *s) => {}
+                    _ = lost.wait_for(|l| *l) => {}
+                }
+            })
+            .await;
+        renewer.abort();
+        result?;
+    }
+    if let Err(e) = app.store.release_lease(&name, &holder).await {
+        warn!("cannot release the mailbox lease: {e:#}");
+    }
+    Ok(())
 }
 
 /// UIDVALIDITY / last-UID bookkeeping kept in the store.
