@@ -459,12 +459,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             }
         })
     };
+    let digests = crate::digest::spawn(app.clone(), stop_rx.clone());
     let intake = Intake { app: app.clone() };
     let mut stop = stop_rx.clone();
     let result = source.run(&intake, async move {
         let _ = stop.wait_for(|s| *s).await;
     }).await;
     let _ = sender.await;
+    let _ = digests.await;
     info!("stopped");
     result
 }
