@@ -44,7 +44,9 @@ pub struct Facts {
     /// Open findings as (unit, studio, finding), grouped like `studios`.
     pub findings: Vec<(Option<String>, Option<String>, FindingRecord)>,
     pub dead_letters: Vec<DeadLetter>,
-    pub unknown_senders: Vec<String>,
+    /// Addresses that sent a submission but are listed for no unit (lower-cased, sorted),
+    /// with the unit the mail was tied to anyway (from its forms), if any.
+    pub unknown_senders: Vec<(String, Option<String>)>,
     /// Mails still waiting in the outbox.
     pub outbox_depth: i64,
     /// The newest receipt time of a current studio's mail (the workbook's creation time).
@@ -191,10 +193,28 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         per_day: store.submissions_per_day(tz).await?,
         findings,
         dead_letters,
-        unknown_senders: store.unknown_senders().await?,
+        unknown_senders: unknown_senders(store, config).await?,
         outbox_depth: store.outbox_depth().await?,
         latest_received,
     })
+}
+
+async fn unknown_senders(store: &Store, config: &Config) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for (sender, unit) in store.senders().await? {
+        if config.unit_of_sender(&sender).is_some() {
+            continue;
+        }
+        match out.iter_mut().find(|(s, _)| *s == sender) {
+            Some(entry) => {
+                if entry.1.is_none() {
+                    entry.1 = unit;
+                }
+            }
+            None => out.push((sender, unit)),
+        }
+    }
+    Ok(out)
 }
 
 /// The unit- and campaign-level warnings of `RULES.md` that only the digest can tell, as

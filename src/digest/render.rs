@@ -104,6 +104,13 @@ fn studio_codes(s: &crate::store::StudioRow) -> String {
     if s.error_codes.is_empty() { "—".into() } else { s.error_codes.join(", ") }
 }
 
+fn sender_label((address, unit): &(String, Option<String>)) -> String {
+    match unit {
+        Some(u) => format!("{address}（表格所署单位：{u}）"),
+        None => address.clone(),
+    }
+}
+
 fn verdict_label(v: &str) -> &str {
     match v {
         "accepted" => "通过",
@@ -201,7 +208,7 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
         let _ = writeln!(o, "  无");
     } else {
         for s in &f.unknown_senders {
-            let _ = writeln!(o, "  {s}");
+            let _ = writeln!(o, "  {}", sender_label(s));
         }
     }
     let _ = writeln!(o);
@@ -467,7 +474,8 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     }
 
     heading(&mut o, &format!("七、未登记的发件地址（{} 个）", f.unknown_senders.len()));
-    para(&mut o, &if f.unknown_senders.is_empty() { "无".to_owned() } else { f.unknown_senders.join("，") }, "");
+    let senders: Vec<String> = f.unknown_senders.iter().map(sender_label).collect();
+    para(&mut o, &if senders.is_empty() { "无".to_owned() } else { senders.join("；") }, "");
 
     heading(&mut o, "未解决问题");
     if f.findings.is_empty() {

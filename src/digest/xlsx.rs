@@ -150,14 +150,13 @@ fn build(f: &Facts, config: &Config) -> Result<Vec<u8>, XlsxError> {
         ws.write_string_with_format(0, i as u16, *t, &label)?;
     }
     ws.set_freeze_panes(1, 0)?;
-    let mut r = 1;
     let extra = campaign_findings(f);
     let rows = f
         .findings
         .iter()
         .map(|(u, s, x)| (u.as_deref(), s.as_deref(), x))
         .chain(extra.iter().map(|(u, x)| (u.as_deref(), None, x)));
-    for (unit, studio, x) in rows {
+    for (r, (unit, studio, x)) in (1u32..).zip(rows) {
         let unit = match (unit, x.code.as_str()) {
             (None, c) if c == Code::CampaignOverQuota.as_str() => "（全市）",
             (None, _) => UNKNOWN_UNIT,
@@ -177,7 +176,6 @@ fn build(f: &Facts, config: &Config) -> Result<Vec<u8>, XlsxError> {
         for (c, v) in values.iter().enumerate() {
             ws.write_string_with_format(r, c as u16, *v, &cell)?;
         }
-        r += 1;
     }
     wb.save_to_buffer()
 }

@@ -242,4 +242,20 @@ impl Store {
         out.sort();
         Ok(out)
     }
+    /// Distinct (sender, unit) of non-ignored submissions (senders lower-cased), sorted: the
+    /// digest compares them with the configured addresses.
+    pub async fn senders(&self) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query("SELECT DISTINCT sender, unit FROM submissions WHERE sender IS NOT NULL AND verdict <> 'ignored'")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut set: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+        for row in rows {
+            let sender: String = row.try_get("sender")?;
+            let sender = sender.trim().to_lowercase();
+            if !sender.is_empty() {
+                set.insert((sender, row.try_get("unit")?));
+            }
+        }
+        Ok(set.into_iter().collect())
+    }
 }
