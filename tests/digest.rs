@@ -364,8 +364,13 @@ struct Seeded {
 /// a team of 4 (rejected); and a mail from an unlisted address. Written as .eml files and run
 /// through `daemon::run_once` (Maildir source, file outbox, SQLite).
 async fn seed() -> Seeded {
+    seed_on(None).await
+}
+
+/// [`seed`] on the given database (SQLite in the temp folder when `None`).
+async fn seed_on(db_url: Option<&str>) -> Seeded {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("var/intake.db").display());
+    let url = db_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.path().join("var/intake.db").display()));
     let mut config = base_config(dir.path(), &url);
     let a = UnitSpec::sample(0, 2);
     let b = UnitSpec::sample(1, 1);
@@ -401,6 +406,14 @@ async fn digest_numbers_match_a_database_seeded_through_the_pipeline() {
     let f = &d.facts;
     let [a, b, c] = [&s.units[0], &s.units[1], &s.units[2]];
 
+    // DIGEST_DUMP=folder: write the digest out to look at (text, HTML, workbook).
+    if let Ok(out) = std::env::var("DIGEST_DUMP") {
+        let out = Path::new(&out);
+        std::fs::create_dir_all(out).unwrap();
+        std::fs::write(out.join("digest.txt"), format!("{}\n\n{}", d.subject, d.text)).unwrap();
+        std::fs::write(out.join("digest.html"), &d.html).unwrap();
+        std::fs::write(out.join(&d.xlsx_name), &d.xlsx).unwrap();
+    }
     assert_eq!(d.kind, SlotKind::Daily);
     assert_eq!(f.days_left, 3);
     assert_eq!(f.totals.mails, 4);
@@ -479,6 +492,31 @@ async fn digest_numbers_match_a_database_seeded_through_the_pipeline() {
     let fin = digest::build(&app.store, &app.config, t("2020-09-26T08:00:00+08:00")).await.unwrap();
     assert_eq!(fin.kind, SlotKind::Final);
     assert!(fin.text.contains("申报已于2020年9月25日 23:59截止"));
+    app.store.close().await;
+}
+
+/// The same numbers on PostgreSQL (the digest's read queries on the other backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_numbers_on_postgres() {
+    let db = PgDb::create().await;
+    let s = seed_on(Some(&db.url)).await;
+    let app = App::build(s.config.clone()).await.unwrap();
+    let d = digest::build(&app.store, &app.config, t("2020-09-22T08:00:00+08:00")).await.unwrap();
+    let f = &d.facts;
+    assert_eq!((f.totals.mails, f.totals.studios, f.totals.accepted, f.totals.rejected), (4, 6, 5, 1));
+    let rc = unit_row(f, &s.units[2].unit);
+    assert_eq!((rc.mails, rc.studios, rc.accepted, rc.rejected, rc.below_minimum), (1, 2, 1, 1, true));
+    assert!(rc.open_errors >= 1);
+    assert_eq!(unit_row(f, &s.units[0].unit).open_errors, 0);
+    assert!(f.below_minimum.contains(&s.units[1].unit));
+    assert_eq!(f.not_heard_from.len(), s.config.units.len() - 3);
+    assert_eq!(f.unknown_senders.len(), 1);
+    assert!(f.findings.iter().any(|(_, st, x)| st.as_deref() == Some(s.units[2].studios[1].name.as_str()) && x.code == "form.team_too_small"));
+    // The workbook is the same as from SQLite's data would give: one row per studio.
+    let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(d.xlsx.clone())).unwrap();
+    let ws = wb.worksheet_range(xlsx::SHEET_SUMMARY).unwrap();
+    let studio_rows = ws.rows().skip(xlsx::FIRST_DATA_ROW as usize).filter(|r| !cell(&r[2]).is_empty()).count();
+    assert_eq!(studio_rows, 6);
     app.store.close().await;
 }
 
