@@ -33,6 +33,22 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Build today's digest from the database and print it (text), or send it with --send.
+    Digest {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Queue the digest to [digest] recipients and send it now through the configured outbox.
+        #[arg(long)]
+        send: bool,
+    },
+    /// Write the consolidated 推荐汇总表 of all current studios (by unit, then 序号).
+    Export {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The .xlsx file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Validate submissions offline: each PATH is an .eml file or a folder of loose attachments.
     Check {
         /// TOML configuration (built-in 2020 Leshan defaults without it).
@@ -85,6 +101,28 @@ pub fn main() -> ExitCode {
             let store = crate::store::Store::connect(&config.database.url, config.database.max_connections).await?;
             store.migrate().await?;
             eprintln!("migrations applied to {}", config.database.url.split('@').next_back().unwrap_or(""));
+            Ok(())
+        }),
+        Command::Digest { config, send } => edge("digest", async move {
+            let config = load_config(config.as_deref())?;
+            let app = crate::daemon::App::build(config).await?;
+            let now = chrono::Utc::now();
+            if send {
+                let id = crate::digest::send_now(&app, now).await?;
+                eprintln!("digest {id} sent to {}", app.config.digest.recipients.join(", "));
+            } else {
+                let d = crate::digest::build(&app.store, &app.config, now).await?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "主题：{}\n\n{}", d.subject, d.text)?;
+            }
+            Ok(())
+        }),
+        Command::Export { config, out } => edge("export", async move {
+            let config = load_config(config.as_deref())?;
+            let app = crate::daemon::App::build(config).await?;
+            let bytes = crate::digest::export(&app.store, &app.config).await?;
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
             Ok(())
         }),
         Command::Check { config, format, received_at, show_reply, paths } => {

@@ -507,9 +507,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             }
         })
     };
+    let digests = crate::digest::spawn(app.clone(), stop_rx.clone());
     let intake = Intake { app: app.clone() };
     let result = poll_while_leased(&app, &source, &intake, stop_rx.clone()).await;
     let _ = sender.await;
+    let _ = digests.await;
     info!("stopped");
     result
 }

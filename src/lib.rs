@@ -8,12 +8,14 @@
 //! - [`mailbox`]: IMAP (IDLE/poll) and Maildir/.eml sources.
 //! - [`outbox`]: rendering and sending replies (SMTP or files).
 //! - [`daemon`]: the wiring of `run`.
+//! - [`digest`]: the staff digest on a cron schedule and the consolidated 推荐汇总表.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
 pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod digest;
 pub mod fixtures;
 pub mod mailbox;
 pub mod outbox;

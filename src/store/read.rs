@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::{Counts, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
+use super::{Counts, FindingRecord, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
 
 impl Store {
     /// Current studio versions, sorted by unit (unknown last), then rank (none last), then
@@ -154,6 +154,108 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let set: BTreeSet<String> = rows.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect();
+        Ok(set.into_iter().collect())
+    }
+    /// Findings still open, as (unit, studio name, finding): those of current studio versions,
+    /// the mail-level ones (no studio) of mails that still hold a current studio, and those of
+    /// the latest non-ignored mail of a unit when that mail recorded no studio at all (e.g.
+    /// nothing readable in it). Sorted by unit (unknown last), studio (mail-level first), then
+    /// in recorded order. The unit is the studio's, else the mail's.
+    pub async fn open_findings(&self) -> anyhow::Result<Vec<(Option<String>, Option<String>, FindingRecord)>> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.submission_id, f.studio_id, f.studio_key, f.code, f.severity, f.file, f.location,
+                    f.found, f.expected, f.message, sub.unit AS sub_unit, sub.verdict AS sub_verdict,
+                    s.owner_unit, s.name AS studio_name,
+                    CAST(COALESCE(s.is_current, 0) AS BIGINT) AS is_current
+             FROM findings f JOIN submissions sub ON sub.id = f.submission_id
+             LEFT JOIN studios s ON s.id = f.studio_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let with_current: BTreeSet<i64> =
+            sqlx::query_scalar::<_, i64>("SELECT DISTINCT submission_id FROM studios WHERE is_current = 1")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        let with_any: BTreeSet<i64> = sqlx::query_scalar::<_, i64>("SELECT DISTINCT submission_id FROM studios")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+        let latest_rows = sqlx::query(
+            "SELECT unit, MAX(id) AS latest FROM submissions WHERE verdict <> 'ignored' AND unit IS NOT NULL GROUP BY unit",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut latest: BTreeSet<i64> = BTreeSet::new();
+        for row in latest_rows {
+            latest.insert(row.try_get("latest")?);
+        }
+        let mut out = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let submission_id: i64 = row.try_get("submission_id")?;
+            let studio_id: Option<i64> = row.try_get("studio_id")?;
+            let sub_unit: Option<String> = row.try_get("sub_unit")?;
+            let sub_verdict: String = row.try_get("sub_verdict")?;
+            let open = match studio_id {
+                Some(_) => row.try_get::<i64, _>("is_current")? == 1,
+                None => {
+                    with_current.contains(&submission_id)
+                        || (sub_verdict != "ignored"
+                            && !with_any.contains(&submission_id)
+                            && (sub_unit.is_none() || latest.contains(&submission_id)))
+                }
+            };
+            if !open {
+                continue;
+            }
+            let owner: Option<String> = row.try_get("owner_unit")?;
+            let studio_name: Option<String> = row.try_get("studio_name")?;
+            let studio_key: Option<String> = row.try_get("studio_key")?;
+            let finding = FindingRecord {
+                code: row.try_get("code")?,
+                severity: row.try_get("severity")?,
+                studio_key: studio_key.clone(),
+                file: row.try_get("file")?,
+                location: row.try_get("location")?,
+                found: row.try_get("found")?,
+                expected: row.try_get("expected")?,
+                message: row.try_get("message")?,
+            };
+            out.push((id, owner.or(sub_unit), studio_name.or(studio_key), finding));
+        }
+        out.sort_by(|a, b| (a.1.is_none(), &a.1, &a.2, a.0).cmp(&(b.1.is_none(), &b.1, &b.2, b.0)));
+        Ok(out.into_iter().map(|(_, unit, studio, f)| (unit, studio, f)).collect())
+    }
+
+    /// Non-ignored submissions per unit (units without any are absent), sorted by unit.
+    pub async fn submissions_per_unit(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT unit, COUNT(*) AS n FROM submissions WHERE verdict <> 'ignored' AND unit IS NOT NULL GROUP BY unit",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(String, i64)> =
+            rows.iter().map(|r| Ok((r.try_get("unit")?, r.try_get("n")?))).collect::<anyhow::Result<_>>()?;
+        out.sort();
+        Ok(out)
+    }
+    /// Distinct (sender, unit) of non-ignored submissions (senders lower-cased), sorted: the
+    /// digest compares them with the configured addresses.
+    pub async fn senders(&self) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query("SELECT DISTINCT sender, unit FROM submissions WHERE sender IS NOT NULL AND verdict <> 'ignored'")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut set: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+        for row in rows {
+            let sender: String = row.try_get("sender")?;
+            let sender = sender.trim().to_lowercase();
+            if !sender.is_empty() {
+                set.insert((sender, row.try_get("unit")?));
+            }
+        }
         Ok(set.into_iter().collect())
     }
 }

@@ -1,0 +1,511 @@
+//! The digest as Chinese text and HTML.
+//!
+//! The HTML is written for the clients staff read it in: Outlook (Word's renderer: no CSS
+//! layout, no `<style>` blocks, no background images, widths only from attributes), Foxmail
+//! and QQ Mail (which strip `<style>`). So: nested `<table>`s for layout, inline styles and
+//! the old `bgcolor`/`width` attributes, no external images. Bars are table cells of a given
+//! pixel width with a background colour.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, FixedOffset};
+use chrono_tz::Tz;
+
+use crate::config::Config;
+use crate::core::findings::Code;
+
+use super::facts::{Facts, UNKNOWN_UNIT};
+use super::schedule::SlotKind;
+use super::xlsx::severity_label;
+
+const BLUE: &str = "#2e75b6";
+const GREEN: &str = "#70ad47";
+const ORANGE: &str = "#ed7d31";
+const GREY: &str = "#d9d9d9";
+const FONT: &str = "font-family:'Microsoft YaHei','微软雅黑',SimSun,'宋体',Arial,sans-serif;font-size:14px;color:#222222;";
+const TH: &str = "padding:4px 8px;border:1px solid #bfbfbf;background-color:#deebf7;font-weight:bold;text-align:left;";
+const TD: &str = "padding:4px 8px;border:1px solid #bfbfbf;";
+/// Widest bar, in pixels.
+const BAR_MAX: u32 = 300;
+
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+pub fn render(f: &Facts, config: &Config, kind: SlotKind) -> Rendered {
+    let tz: Tz = config.timezone().unwrap_or(chrono_tz::Asia::Shanghai);
+    let title = &config.campaign.title;
+    let label = match kind {
+        SlotKind::Daily => "每日汇总",
+        SlotKind::Final => "截止汇总",
+    };
+    let subject = format!(
+        "【{label}】{title} {}：收到{}个工作室，通过{}个{}",
+        f.today.format("%Y-%m-%d"),
+        f.totals.studios,
+        f.totals.accepted,
+        if f.closed { "（已截止）".to_owned() } else { format!("，距截止{}天", f.days_left.max(0)) }
+    );
+    Rendered { subject, text: text(f, config, label, tz), html: html(f, config, label, tz) }
+}
+
+fn when(f: &Facts, tz: Tz) -> String {
+    f.now.with_timezone(&tz).format("%Y年%-m月%-d日 %H:%M").to_string()
+}
+
+fn deadline_line(f: &Facts, tz: Tz) -> String {
+    let d = fmt_deadline(f.deadline, tz);
+    if f.closed {
+        format!("申报已于{d}截止。")
+    } else if f.days_left == 0 {
+        format!("今天（{d}）截止。")
+    } else {
+        format!("距截止（{d}）还有 {} 天。", f.days_left)
+    }
+}
+
+fn fmt_deadline(d: DateTime<FixedOffset>, tz: Tz) -> String {
+    d.with_timezone(&tz).format("%Y年%-m月%-d日 %H:%M").to_string()
+}
+
+fn totals_line(f: &Facts) -> String {
+    let t = &f.totals;
+    format!(
+        "收到邮件 {} 封；已报送单位 {} 个（共 {} 个推荐单位）；工作室 {} 个，其中通过 {} 个、退回 {} 个。",
+        t.mails, t.units_heard_from, t.units_configured, t.studios, t.accepted, t.rejected
+    )
+}
+
+fn quota_line(f: &Facts) -> String {
+    if f.over_quota {
+        format!(
+            "通过审核 {} 个，超过拟命名名额 {} 个（{}：{}），需择优确定。",
+            f.totals.accepted,
+            f.quota,
+            Code::CampaignOverQuota.as_str(),
+            Code::CampaignOverQuota.title()
+        )
+    } else {
+        format!("通过审核 {} 个 / 拟命名名额 {} 个。", f.totals.accepted, f.quota)
+    }
+}
+
+fn progress_text(u: &super::facts::UnitRow) -> String {
+    match u.minimum {
+        Some(min) if u.below_minimum => format!("{}/{min} 不足（{}）", u.accepted, Code::UnitBelowMinimum.as_str()),
+        Some(min) => format!("{}/{min} 已达到", u.accepted),
+        None => "—".into(),
+    }
+}
+
+fn studio_codes(s: &crate::store::StudioRow) -> String {
+    if s.error_codes.is_empty() { "—".into() } else { s.error_codes.join(", ") }
+}
+
+fn sender_label((address, unit): &(String, Option<String>)) -> String {
+    match unit {
+        Some(u) => format!("{address}（表格所署单位：{u}）"),
+        None => address.clone(),
+    }
+}
+
+fn verdict_label(v: &str) -> &str {
+    match v {
+        "accepted" => "通过",
+        "rejected" => "退回",
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text
+
+fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{}——{label}（{}）", config.campaign.title, when(f, tz));
+    let _ = writeln!(o, "{}", deadline_line(f, tz));
+    let _ = writeln!(o);
+    let _ = writeln!(o, "一、总体情况");
+    let _ = writeln!(o, "  {}", totals_line(f));
+    let _ = writeln!(o, "  {}", quota_line(f));
+    if f.totals.mails_failed > 0 {
+        let _ = writeln!(o, "  另有 {} 封邮件无法处理，请人工查看。", f.totals.mails_failed);
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "二、各推荐单位（邮件 / 工作室 / 通过 / 未解决错误 / 最低申报数进度）");
+    for u in &f.units {
+        let _ = writeln!(
+            o,
+            "  {}：邮件 {}，工作室 {}，通过 {}，未解决错误 {}，进度 {}",
+            u.name,
+            u.mails,
+            u.studios,
+            u.accepted,
+            u.open_errors,
+            progress_text(u)
+        );
+    }
+    if !f.below_minimum.is_empty() {
+        let _ = writeln!(
+            o,
+            "  推荐数量不足{}个（{}）：{}",
+            f.min_per_county,
+            Code::UnitBelowMinimum.as_str(),
+            f.below_minimum.join("、")
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "三、尚未报送的单位（{} 个）", f.not_heard_from.len());
+    if f.not_heard_from.is_empty() {
+        let _ = writeln!(o, "  无");
+    } else {
+        let _ = writeln!(o, "  {}", f.not_heard_from.join("、"));
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "四、工作室明细（{} 个）", f.studios.len());
+    for s in &f.studios {
+        let _ = writeln!(
+            o,
+            "  [{}] {} · {} · 序号 {} · {} · 错误：{}",
+            verdict_label(&s.verdict),
+            s.unit.as_deref().unwrap_or(UNKNOWN_UNIT),
+            s.name,
+            s.rank.map(|r| r.to_string()).unwrap_or_else(|| "—".into()),
+            s.leader.as_deref().unwrap_or("—"),
+            studio_codes(s)
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "五、每日收件");
+    let max = f.per_day.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    for (d, n) in &f.per_day {
+        let width = ((*n * 30 + max - 1) / max) as usize;
+        let _ = writeln!(o, "  {} {:>3} {}", d.format("%m-%d"), n, "█".repeat(width));
+    }
+    if f.per_day.is_empty() {
+        let _ = writeln!(o, "  尚无");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "六、无法投递的回复（{} 封）", f.dead_letters.len());
+    for d in &f.dead_letters {
+        let _ = writeln!(
+            o,
+            "  {} → {}（尝试 {} 次）：{}",
+            d.created_at.with_timezone(&tz).format("%m-%d %H:%M"),
+            d.recipients.join(", "),
+            d.attempts,
+            d.error
+        );
+    }
+    if f.dead_letters.is_empty() {
+        let _ = writeln!(o, "  无");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "七、未登记的发件地址（{} 个）", f.unknown_senders.len());
+    if f.unknown_senders.is_empty() {
+        let _ = writeln!(o, "  无");
+    } else {
+        for s in &f.unknown_senders {
+            let _ = writeln!(o, "  {}", sender_label(s));
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "附件：{}（第1页按推荐单位分组、组内按序号排列；第2页为未解决问题）。", super::xlsx::TITLE);
+    if f.outbox_depth > 0 {
+        let _ = writeln!(o, "待发送邮件 {} 封。", f.outbox_depth);
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+/// Escape text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
+/// A horizontal bar of `width` pixels (nothing for 0): a one-cell table with a background.
+fn bar(width: u32, color: &str) -> String {
+    if width == 0 {
+        return String::new();
+    }
+    format!(
+        "<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\" style=\"border-collapse:collapse;\"><tr>\
+         <td width=\"{width}\" height=\"14\" bgcolor=\"{color}\" style=\"width:{width}px;height:14px;background-color:{color};font-size:1px;line-height:1px;\">&nbsp;</td>\
+         </tr></table>"
+    )
+}
+
+/// `min` boxes, the first `done` filled: progress toward the minimum.
+fn boxes(done: i64, min: u32) -> String {
+    let mut o = String::from(
+        "<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"2\" border=\"0\"><tr>",
+    );
+    let color = if done >= i64::from(min) { GREEN } else { ORANGE };
+    for k in 0..min {
+        let c = if i64::from(k) < done { color } else { GREY };
+        let _ = write!(
+            o,
+            "<td width=\"28\" height=\"14\" bgcolor=\"{c}\" style=\"width:28px;height:14px;background-color:{c};font-size:1px;line-height:1px;\">&nbsp;</td>"
+        );
+    }
+    o.push_str("</tr></table>");
+    o
+}
+
+fn table_open(o: &mut String) {
+    o.push_str("<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\" width=\"100%\" style=\"border-collapse:collapse;margin:0 0 16px 0;\">");
+}
+
+fn th_row(o: &mut String, cells: &[&str]) {
+    o.push_str("<tr>");
+    for c in cells {
+        let _ = write!(o, "<th align=\"left\" style=\"{TH}{FONT}\">{}</th>", esc(c));
+    }
+    o.push_str("</tr>");
+}
+
+/// A row of cells whose content is already HTML.
+fn td_row(o: &mut String, cells: &[String], highlight: bool) {
+    let bg = if highlight { "background-color:#fff2cc;" } else { "" };
+    o.push_str("<tr>");
+    for c in cells {
+        let _ = write!(o, "<td valign=\"top\" style=\"{TD}{FONT}{bg}\">{c}</td>");
+    }
+    o.push_str("</tr>");
+}
+
+fn heading(o: &mut String, s: &str) {
+    let _ = write!(
+        o,
+        "<tr><td style=\"{FONT}font-size:16px;font-weight:bold;color:{BLUE};padding:12px 0 6px 0;\">{}</td></tr>",
+        esc(s)
+    );
+}
+
+fn para(o: &mut String, s: &str, style: &str) {
+    let _ = write!(o, "<tr><td style=\"{FONT}padding:2px 0;{style}\">{}</td></tr>", esc(s));
+}
+
+/// Wrap a block (a table) as one row of the outer layout table.
+fn block(o: &mut String, inner: &str) {
+    let _ = write!(o, "<tr><td style=\"padding:0;\">{inner}</td></tr>");
+}
+
+fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
+    let mut o = String::new();
+    o.push_str("<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">");
+    let _ = write!(o, "<title>{}</title></head>", esc(label));
+    let _ = write!(o, "<body style=\"margin:0;padding:0;background-color:#ffffff;{FONT}\">");
+    o.push_str("<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\" width=\"100%\" bgcolor=\"#ffffff\"><tr><td align=\"left\" style=\"padding:16px;\">");
+    o.push_str("<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\" width=\"900\" style=\"width:900px;\">");
+    let _ = write!(
+        o,
+        "<tr><td style=\"{FONT}font-size:20px;font-weight:bold;padding:0 0 4px 0;\">{}——{}</td></tr>",
+        esc(&config.campaign.title),
+        esc(label)
+    );
+    para(&mut o, &format!("截至 {}", when(f, tz)), "color:#666666;");
+    para(
+        &mut o,
+        &deadline_line(f, tz),
+        &format!("font-size:16px;font-weight:bold;color:{};", if f.closed || f.days_left <= 3 { ORANGE } else { BLUE }),
+    );
+
+    // Totals.
+    heading(&mut o, "一、总体情况");
+    let t = &f.totals;
+    let mut inner = String::new();
+    table_open(&mut inner);
+    th_row(&mut inner, &["收到邮件", "已报送单位", "工作室", "通过", "退回", "拟命名名额"]);
+    td_row(
+        &mut inner,
+        &[
+            t.mails.to_string(),
+            format!("{} / {}", t.units_heard_from, t.units_configured),
+            t.studios.to_string(),
+            t.accepted.to_string(),
+            t.rejected.to_string(),
+            f.quota.to_string(),
+        ],
+        false,
+    );
+    inner.push_str("</table>");
+    block(&mut o, &inner);
+    para(&mut o, &quota_line(f), if f.over_quota { "color:#c00000;font-weight:bold;" } else { "" });
+    // Accepted against the quota, as a bar.
+    let scale = f.totals.accepted.max(i64::from(f.quota)).max(1);
+    let w_acc = (f.totals.accepted * i64::from(BAR_MAX) / scale) as u32;
+    let w_quota = (i64::from(f.quota) * i64::from(BAR_MAX) / scale) as u32;
+    block(
+        &mut o,
+        &format!(
+            "<table role=\"presentation\" cellpadding=\"2\" cellspacing=\"0\" border=\"0\"><tr><td style=\"{FONT}\" width=\"60\">通过</td><td>{}</td></tr><tr><td style=\"{FONT}\" width=\"60\">名额</td><td>{}</td></tr></table>",
+            bar(w_acc, if f.over_quota { ORANGE } else { GREEN }),
+            bar(w_quota, GREY)
+        ),
+    );
+    if t.mails_failed > 0 {
+        para(&mut o, &format!("另有 {} 封邮件无法处理，请人工查看。", t.mails_failed), "color:#c00000;");
+    }
+
+    // Units.
+    heading(&mut o, "二、各推荐单位");
+    let mut inner = String::new();
+    table_open(&mut inner);
+    th_row(&mut inner, &["推荐单位", "邮件", "工作室", "通过", "未解决错误", &format!("至少{}个", f.min_per_county), "进度"]);
+    for u in &f.units {
+        let progress = match u.minimum {
+            Some(min) => boxes(u.accepted, min),
+            None => "—".into(),
+        };
+        td_row(
+            &mut inner,
+            &[
+                esc(&u.name),
+                u.mails.to_string(),
+                u.studios.to_string(),
+                u.accepted.to_string(),
+                if u.open_errors > 0 { format!("<span style=\"color:#c00000;\">{}</span>", u.open_errors) } else { "0".into() },
+                progress,
+                esc(&progress_text(u)),
+            ],
+            u.below_minimum,
+        );
+    }
+    inner.push_str("</table>");
+    block(&mut o, &inner);
+    if !f.below_minimum.is_empty() {
+        para(
+            &mut o,
+            &format!(
+                "推荐数量不足{}个（{}）：{}",
+                f.min_per_county,
+                Code::UnitBelowMinimum.as_str(),
+                f.below_minimum.join("、")
+            ),
+            "color:#c55a11;",
+        );
+    }
+
+    heading(&mut o, &format!("三、尚未报送的单位（{} 个）", f.not_heard_from.len()));
+    para(&mut o, &if f.not_heard_from.is_empty() { "无".to_owned() } else { f.not_heard_from.join("、") }, "");
+
+    // Studios.
+    heading(&mut o, &format!("四、工作室明细（{} 个）", f.studios.len()));
+    let mut inner = String::new();
+    table_open(&mut inner);
+    th_row(&mut inner, &["推荐单位", "序号", "工作室", "带头人", "结果", "未解决错误"]);
+    for s in &f.studios {
+        let verdict = match s.verdict.as_str() {
+            "accepted" => format!("<span style=\"color:{GREEN};font-weight:bold;\">通过</span>"),
+            "rejected" => "<span style=\"color:#c00000;font-weight:bold;\">退回</span>".to_owned(),
+            other => esc(other),
+        };
+        td_row(
+            &mut inner,
+            &[
+                esc(s.unit.as_deref().unwrap_or(UNKNOWN_UNIT)),
+                s.rank.map(|r| r.to_string()).unwrap_or_else(|| "—".into()),
+                esc(&s.name),
+                esc(s.leader.as_deref().unwrap_or("—")),
+                verdict,
+                esc(&studio_codes(s)),
+            ],
+            false,
+        );
+    }
+    if f.studios.is_empty() {
+        td_row(&mut inner, &["尚无".into(), String::new(), String::new(), String::new(), String::new(), String::new()], false);
+    }
+    inner.push_str("</table>");
+    block(&mut o, &inner);
+
+    // Per day.
+    heading(&mut o, "五、每日收件");
+    let mut inner = String::new();
+    table_open(&mut inner);
+    let max = f.per_day.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    for (d, n) in &f.per_day {
+        let w = (*n * i64::from(BAR_MAX) / max) as u32;
+        td_row(&mut inner, &[d.format("%m-%d").to_string(), n.to_string(), bar(w.max(2), BLUE)], false);
+    }
+    if f.per_day.is_empty() {
+        td_row(&mut inner, &["尚无".into()], false);
+    }
+    inner.push_str("</table>");
+    block(&mut o, &inner);
+
+    heading(&mut o, &format!("六、无法投递的回复（{} 封）", f.dead_letters.len()));
+    if f.dead_letters.is_empty() {
+        para(&mut o, "无", "");
+    } else {
+        let mut inner = String::new();
+        table_open(&mut inner);
+        th_row(&mut inner, &["时间", "收件人", "尝试次数", "错误"]);
+        for d in &f.dead_letters {
+            td_row(
+                &mut inner,
+                &[
+                    d.created_at.with_timezone(&tz).format("%m-%d %H:%M").to_string(),
+                    esc(&d.recipients.join(", ")),
+                    d.attempts.to_string(),
+                    esc(&d.error),
+                ],
+                true,
+            );
+        }
+        inner.push_str("</table>");
+        block(&mut o, &inner);
+    }
+
+    heading(&mut o, &format!("七、未登记的发件地址（{} 个）", f.unknown_senders.len()));
+    let senders: Vec<String> = f.unknown_senders.iter().map(sender_label).collect();
+    para(&mut o, &if senders.is_empty() { "无".to_owned() } else { senders.join("；") }, "");
+
+    heading(&mut o, "未解决问题");
+    if f.findings.is_empty() {
+        para(&mut o, "无", "");
+    } else {
+        let mut inner = String::new();
+        table_open(&mut inner);
+        th_row(&mut inner, &["推荐单位", "工作室", "问题", "严重程度", "说明"]);
+        for (u, s, x) in &f.findings {
+            let title = Code::parse(&x.code).map(|c| c.title()).unwrap_or("");
+            td_row(
+                &mut inner,
+                &[
+                    esc(u.as_deref().unwrap_or(UNKNOWN_UNIT)),
+                    esc(s.as_deref().unwrap_or("—")),
+                    format!("{}<br><span style=\"color:#666666;font-size:12px;\">{}</span>", esc(title), esc(&x.code)),
+                    esc(severity_label(&x.severity)),
+                    esc(&x.message),
+                ],
+                false,
+            );
+        }
+        inner.push_str("</table>");
+        block(&mut o, &inner);
+    }
+    para(
+        &mut o,
+        &format!("附件：{}.xlsx（第1页按推荐单位分组、组内按序号排列；第2页为未解决问题）。", super::xlsx::TITLE),
+        "color:#666666;padding-top:12px;",
+    );
+    o.push_str("</table></td></tr></table></body></html>");
+    o
+}
