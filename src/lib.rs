@@ -8,6 +8,7 @@
 //! - [`mailbox`]: IMAP (IDLE/poll) and Maildir/.eml sources.
 //! - [`outbox`]: rendering and sending replies (SMTP or files).
 //! - [`daemon`]: the wiring of `run`.
+//! - [`health`], [`metrics`]: `/healthz` and Prometheus `/metrics` on loopback.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
 pub mod cli;
@@ -15,6 +16,8 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod fixtures;
+pub mod health;
 pub mod mailbox;
+pub mod metrics;
 pub mod outbox;
 pub mod store;
