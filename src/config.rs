@@ -41,6 +41,7 @@ pub struct Config {
     pub digest: Digest,
     pub limits: Limits,
     pub converters: ConverterSettings,
+    pub health: Health,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -312,6 +313,32 @@ impl Default for Digest {
     }
 }
 
+/// `[health]`: `/healthz` and `/metrics` over HTTP on a loopback address; off when `listen`
+/// is not set. Port 0 picks a free port (the bound address is logged).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    /// `127.0.0.1:9187`, `[::1]:9187` or `localhost:9187`.
+    pub listen: Option<String>,
+}
+
+impl Health {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(listen) = &self.listen else { return Ok(()) };
+        let loopback = match listen.parse::<std::net::SocketAddr>() {
+            Ok(a) => a.ip().is_loopback(),
+            Err(_) => listen.strip_prefix("localhost:").is_some_and(|p| p.parse::<u16>().is_ok()),
+        };
+        if loopback {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "[health] listen must be a loopback address with a port, like 127.0.0.1:9187, not {listen:?}"
+            )))
+        }
+    }
+}
+
 /// External converters for legacy formats: `"auto"` (look on PATH), `"none"`, or a path.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -436,6 +463,7 @@ impl Config {
                 }
             }
         }
+        self.health.validate()?;
         if self.rules.min_average_age >= self.rules.max_average_age {
             return Err(ConfigError::Invalid("[rules] min_average_age must be below max_average_age".into()));
         }
@@ -547,6 +575,18 @@ mod tests {
     fn a_sender_belongs_to_one_unit() {
         let text = "[[units]]\nname=\"A\"\nkind=\"county\"\nsenders=[\"a@x.cn\"]\n[[units]]\nname=\"B\"\nkind=\"system\"\nsenders=[\"A@x.cn\"]\n";
         assert!(Config::from_toml(text).unwrap_err().to_string().contains("two units"));
+    }
+
+    #[test]
+    fn health_listens_on_loopback_only() {
+        assert!(Config::builtin().health.listen.is_none(), "off by default");
+        for ok in ["127.0.0.1:9187", "[::1]:9187", "localhost:9187", "127.0.0.1:0"] {
+            Config::from_toml(&format!("[health]\nlisten = \"{ok}\"\n")).unwrap();
+        }
+        for bad in ["0.0.0.0:9187", "192.168.1.5:9187", "example.cn:9187", "127.0.0.1", "[::]:9187"] {
+            let err = Config::from_toml(&format!("[health]\nlisten = \"{bad}\"\n")).unwrap_err();
+            assert!(err.to_string().contains("loopback"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -19,7 +19,9 @@ use crate::config::{Config, load_secret};
 use crate::core::grid::Converters;
 use crate::core::mime::MimeError;
 use crate::core::{self, Context, Outcome, report, text};
+use crate::health;
 use crate::mailbox::{self, Handler, Incoming};
+use crate::metrics::{Metrics, metrics};
 use crate::outbox::{self, OutgoingMail, Transport};
 use crate::store::{FindingRecord, NewOutgoing, NewRaw, PutRaw, Store, StudioRecord, SubmissionRecord};
 
@@ -168,6 +170,7 @@ async fn refuse_too_large(
     }
     app.store.record(id, &rec, &outgoing).await?;
     info!(reply = if outgoing.is_empty() { "none" } else { "queued" }, "refused by size");
+    metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
     if !outgoing.is_empty() {
         app.outbox_ready.notify_one();
     }
@@ -176,6 +179,14 @@ async fn refuse_too_large(
 
 /// Run the core on one stored message and commit its results and reply in one transaction.
 pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let recorded = process_raw_inner(app, raw_id, bytes, sha256, received_at).await?;
+    metrics().mail_processed(&recorded.verdict, recorded.findings.iter().map(|f| &f.code), started.elapsed());
+    Ok(())
+}
+
+/// [`process_raw`]; returns what was recorded.
+async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<SubmissionRecord> {
     let sender_unit = mail_sender(bytes).and_then(|s| app.config.unit_of_sender(&s).map(|u| u.name.clone()));
     let summary_on_file = match &sender_unit {
         Some(u) => app.store.summary_on_file(u).await?,
@@ -241,10 +252,10 @@ pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, rec
     if !outgoing.is_empty() {
         app.outbox_ready.notify_one();
     }
-    Ok(())
+    Ok(rec)
 }
 
-async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<FixedOffset>>, e: &MimeError) -> anyhow::Result<()> {
+async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<FixedOffset>>, e: &MimeError) -> anyhow::Result<SubmissionRecord> {
     warn!("not an e-mail message: {e}");
     let rec = SubmissionRecord {
         message_id: None,
@@ -259,7 +270,7 @@ async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<Fix
         summary_table: false,
     };
     app.store.record(raw_id, &rec, &[]).await?;
-    Ok(())
+    Ok(rec)
 }
 
 /// The sender's address from the headers only (cheap, before the full parse).
@@ -413,6 +424,7 @@ pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow:
             match transport.send(&mail.envelope_from, &mail.recipients, &mail.bytes).await {
                 Ok(()) => {
                     info!(to = %mail.recipients.join(","), "sent");
+                    Metrics::inc(&metrics().outbox_sent);
                     app.store.outgoing_sent(mail.id, Utc::now()).await
                 }
                 Err(e) => {
@@ -421,6 +433,7 @@ pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow:
                     let next = (e.transient && attempts < app.config.outbox.max_attempts)
                         .then(|| Utc::now() + chrono::Duration::from_std(retry_delay(&app.config, attempts)).unwrap_or_default());
                     warn!(attempts, transient = e.transient, dead = next.is_none(), "send failed: {}", e.message);
+                    Metrics::inc(if next.is_some() { &metrics().outbox_retries } else { &metrics().outbox_dead });
                     app.store.outgoing_failed(mail.id, &e.message, next).await
                 }
             }
@@ -483,6 +496,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let health = match &app.config.health.listen {
+        Some(listen) => {
+            let listener = health::bind(listen).await?;
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(health::serve(listener, app.clone(), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     retry_unprocessed(&app).await?;
 
     let sender = {
@@ -512,6 +535,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let result = poll_while_leased(&app, &source, &intake, stop_rx.clone()).await;
     let _ = sender.await;
     let _ = digests.await;
+    if let Some(h) = health {
+        h.abort();
+    }
     info!("stopped");
     result
 }

@@ -9,6 +9,7 @@
 //! - [`outbox`]: rendering and sending replies (SMTP or files).
 //! - [`daemon`]: the wiring of `run`.
 //! - [`digest`]: the staff digest on a cron schedule and the consolidated 推荐汇总表.
+//! - [`health`], [`metrics`]: `/healthz` and Prometheus `/metrics` on loopback.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
 pub mod cli;
@@ -17,6 +18,8 @@ pub mod core;
 pub mod daemon;
 pub mod digest;
 pub mod fixtures;
+pub mod health;
 pub mod mailbox;
+pub mod metrics;
 pub mod outbox;
 pub mod store;

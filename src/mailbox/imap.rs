@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 use super::net::{Stream, tls_connector};
 use super::{Handler, Incoming, MailboxState, TooLarge};
 use crate::config::{Secret, Source as SourceConfig, Tls};
+use crate::metrics::{Metrics, metrics};
 
 type Sess = Session<Stream>;
 
@@ -171,6 +172,7 @@ impl ImapSource {
                 backoff = Duration::from_secs(1);
             }
             info!(mailbox = %self.id, retry_in_secs = backoff.as_secs(), "IMAP reconnecting");
+            Metrics::inc(&metrics().imap_reconnects);
             tokio::select! {
                 biased;
                 _ = &mut shutdown => return Ok(()),
@@ -194,6 +196,7 @@ impl ImapSource {
                 let mut stop = || shutdown.as_mut().now_or_never().is_some();
                 self.pass(conn, h, &mut stop).await?
             };
+            metrics().mailbox_contact();
             if shutdown.is_terminated() {
                 return Ok(());
             }
@@ -206,7 +209,9 @@ impl ImapSource {
                 let wait = if pass.failed > 0 { idle.min(retry) } else { idle };
                 match conn.idle(wait, shutdown.as_mut()).await? {
                     Wake::Shutdown => return Ok(()),
-                    Wake::Changed | Wake::Timeout => {}
+                    // The server spoke; a timeout is followed by a pass, which counts then.
+                    Wake::Changed => metrics().mailbox_contact(),
+                    Wake::Timeout => {}
                 }
             } else {
                 let wait = if pass.failed > 0 { poll.min(retry) } else { poll };
@@ -216,6 +221,7 @@ impl ImapSource {
                     _ = tokio::time::sleep(wait) => {}
                 }
                 conn.exec("NOOP").await?;
+                metrics().mailbox_contact();
             }
         }
     }

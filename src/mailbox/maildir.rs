@@ -67,8 +67,9 @@ impl MaildirSource {
                 let mut stop = || shutdown.as_mut().now_or_never().is_some();
                 self.pass(h, Some(&mut seen), &mut stop).await
             };
-            if let Err(e) = result {
-                warn!(mailbox = %self.id, error = %format!("{e:#}"), "reading the mail folder failed");
+            match result {
+                Ok(_) => crate::metrics::metrics().mailbox_contact(),
+                Err(e) => warn!(mailbox = %self.id, error = %format!("{e:#}"), "reading the mail folder failed"),
             }
             if shutdown.is_terminated() {
                 return Ok(());

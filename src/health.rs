@@ -1,0 +1,166 @@
+//! `[health] listen`: a tiny HTTP/1.1 responder on loopback for probes and Prometheus.
+//!
+//! - `GET /healthz`: `200` with `{"database":"ok","last_mailbox_contact":"…"|null,
+//!   "outbox_depth":N}`, or `503` with `"database":"error: …"` when the database does not
+//!   answer.
+//! - `GET /metrics`: [`crate::metrics`] in the Prometheus text format.
+//! - Anything else: `404` (`405` for another method on those two paths).
+//!
+//! One request per connection: the request head is read with a size and time limit, the
+//! answer written, the connection closed. No keep-alive, no body, no TLS (loopback only;
+//! the config refuses another address).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use crate::daemon::App;
+use crate::metrics::metrics;
+
+/// Longest request head read (request line and headers).
+const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a probe may take on the database.
+const DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bind `[health] listen` (port 0 picks a free port); logs the bound address.
+pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("[health] cannot listen on {listen}: {e}"))?;
+    info!(addr = %listener.local_addr()?, "health and metrics listening");
+    Ok(listener)
+}
+
+/// Answer requests until `shutdown` resolves. Each connection is served on its own task.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and the like: do not spin.
+                    warn!("health: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, peer, &app).await {
+                debug!(%peer, "health: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, app: &App) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(Some(head))) => head,
+        Ok(Ok(None)) => return respond(&mut stream, 400, "text/plain", "bad request\n").await,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return respond(&mut stream, 408, "text/plain", "request timeout\n").await,
+    };
+    let line = head.lines().next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let path = target.split('?').next().unwrap_or_default();
+    debug!(%peer, method, path, "health request");
+    match (method, path) {
+        ("GET", "/healthz") => {
+            let (status, body) = healthz(app).await;
+            respond(&mut stream, status, "application/json", &body).await
+        }
+        ("GET", "/metrics") => {
+            refresh_gauges(app).await;
+            respond(&mut stream, 200, "text/plain; version=0.0.4; charset=utf-8", &metrics().render()).await
+        }
+        (_, "/healthz" | "/metrics") => respond(&mut stream, 405, "text/plain", "method not allowed\n").await,
+        _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
+    }
+}
+
+/// The request head up to the blank line (or up to the request line when the client closes
+/// early); `None` when it is too long or not text.
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+        if buf.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+    if !buf.contains(&b'\n') {
+        return Ok(None);
+    }
+    Ok(String::from_utf8(buf).ok())
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Gauges read from the store at scrape time.
+async fn refresh_gauges(app: &App) {
+    if let Ok(Ok(depth)) = tokio::time::timeout(DB_TIMEOUT, app.store.outbox_depth()).await {
+        metrics().set_outbox_depth(depth);
+    }
+}
+
+/// The `/healthz` status and JSON body.
+pub async fn healthz(app: &App) -> (u16, String) {
+    let db = match tokio::time::timeout(DB_TIMEOUT, app.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!("no answer within {} s", DB_TIMEOUT.as_secs())),
+    };
+    let depth = match &db {
+        Ok(()) => match tokio::time::timeout(DB_TIMEOUT, app.store.outbox_depth()).await {
+            Ok(Ok(d)) => {
+                metrics().set_outbox_depth(d);
+                Some(d)
+            }
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    let contact = metrics().last_mailbox_contact().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let body = serde_json::json!({
+        "database": match &db { Ok(()) => "ok".to_owned(), Err(e) => format!("error: {e}") },
+        "last_mailbox_contact": contact,
+        "outbox_depth": depth,
+    });
+    (if db.is_ok() { 200 } else { 503 }, format!("{body}\n"))
+}
