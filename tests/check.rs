@@ -581,3 +581,14 @@ fn every_county_sample_is_clean_whatever_its_company_names() {
         assert_clean(&u, &o, &format!("county sample {i}"));
     }
 }
+
+#[test]
+fn a_late_reply_does_not_ask_for_a_resend() {
+    let u = unit(1);
+    let late = SubmissionOptions { date: Some("Sun, 27 Sep 2020 09:00:00 +0800".into()), received: Some("Sun, 27 Sep 2020 09:00:05 +0800".into()), ..Default::default() };
+    let o = process(&u, &fixtures::submission_with(&u, MailClient::AppleMail, &late));
+    let r = core::report::reply(&o, &config_for(&u), &[]);
+    assert!(r.subject.contains("截止"), "{}", r.subject);
+    assert!(!r.text.contains("修改后请重新发送"), "{}", r.text);
+    assert!(r.html.contains("截止时间"));
+}

@@ -45,10 +45,26 @@ pub struct Reply {
     pub html: String,
 }
 
-fn verdict_line(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Accepted => "审核通过",
-        Verdict::Rejected => "未通过，请修改后重新发送",
+/// The verdict in a few words. A late mail cannot be mended by resending it, so it does not
+/// ask for that.
+fn verdict_line(v: Verdict, late: bool) -> &'static str {
+    match (v, late) {
+        (Verdict::Accepted, _) => "审核通过",
+        (Verdict::Rejected, true) => "未通过：晚于报送截止时间",
+        (Verdict::Rejected, false) => "未通过，请修改后重新发送",
+    }
+}
+
+fn is_late(o: &Outcome) -> bool {
+    o.findings.iter().any(|f| f.code == super::findings::Code::SubmissionLate)
+}
+
+/// What to do next, for a rejected mail.
+fn next_step(late: bool) -> &'static str {
+    if late {
+        "本邮件晚于报送截止时间送达，重新发送也无法改变这一点；如对接收时间有疑问，请与工作人员联系。"
+    } else {
+        "修改后请重新发送邮件并附上该工作室的全部材料（附件1、附件3、场景照）及本单位的推荐汇总表（附件2），新邮件将替代此前的版本。"
     }
 }
 
@@ -78,7 +94,8 @@ pub fn reply(o: &Outcome, config: &Config, superseded: &[String]) -> Reply {
     let errors: Vec<&&Finding> = shown.iter().filter(|f| f.severity == Severity::Error).collect();
     let warnings: Vec<&&Finding> = shown.iter().filter(|f| f.severity == Severity::Warning).collect();
     let original = if o.message.subject.trim().is_empty() { "（无主题）" } else { o.message.subject.trim() };
-    let subject = format!("【{}】回复：{}", verdict_line(verdict), original);
+    let late = is_late(o);
+    let subject = format!("【{}】回复：{}", verdict_line(verdict, late), original);
 
     let mut t = String::new();
     let greeting = o.unit.as_deref().unwrap_or("您好");
@@ -92,7 +109,7 @@ pub fn reply(o: &Outcome, config: &Config, superseded: &[String]) -> Reply {
         .map(|r| r.with_timezone(&tz).format("%Y年%m月%d日 %H:%M").to_string())
         .unwrap_or_else(|| "近日".into());
     t.push_str(&format!("您于{when}发送的邮件《{original}》已收到。系统自动审核结果：\n\n"));
-    t.push_str(&format!("  ■ {}", verdict_line(verdict)));
+    t.push_str(&format!("  ■ {}", verdict_line(verdict, late)));
     match verdict {
         Verdict::Accepted if warnings.is_empty() => t.push_str("。材料齐全，无需再发。\n\n"),
         Verdict::Accepted => t.push_str(&format!("。另有 {} 条提醒，无需重新发送。\n\n", warnings.len())),
@@ -130,7 +147,8 @@ pub fn reply(o: &Outcome, config: &Config, superseded: &[String]) -> Reply {
         t.push('\n');
     }
     if verdict == Verdict::Rejected {
-        t.push_str("修改后请重新发送邮件并附上该工作室的全部材料（附件1、附件3、场景照）及本单位的推荐汇总表（附件2），新邮件将替代此前的版本。\n");
+        t.push_str(next_step(late));
+        t.push('\n');
     }
     t.push_str(&format!("纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}\n", config.campaign_contact_line()));
     t.push_str(&format!("\n{}\n", config.outbox_from_name()));
@@ -207,7 +225,7 @@ fn html_reply(o: &Outcome, config: &Config, verdict: Verdict, errors: &[&&Findin
     h.push_str(&format!("<p>您于{}发送的邮件《{}》已收到。系统自动审核结果：</p>", escape(when), escape(original)));
     h.push_str(&format!(
         "<table cellpadding=\"8\" cellspacing=\"0\" style=\"border:1px solid {colour};background:{bg}\"><tr><td style=\"color:{colour};font-size:16px;font-weight:bold\">{}</td><td>必须修改：{} 项　提醒：{} 项</td></tr></table>",
-        verdict_line(verdict),
+        verdict_line(verdict, is_late(o)),
         errors.len(),
         warnings.len()
     ));
@@ -251,7 +269,7 @@ fn html_reply(o: &Outcome, config: &Config, verdict: Verdict, errors: &[&&Findin
         h.push_str(&format!("<p>说明：“{}”此前已报送，本次邮件中的材料将替代之前的版本。</p>", escape(name)));
     }
     if verdict == Verdict::Rejected {
-        h.push_str("<p>修改后请重新发送邮件并附上该工作室的全部材料（附件1、附件3、场景照）及本单位的推荐汇总表（附件2），新邮件将替代此前的版本。</p>");
+        h.push_str(&format!("<p>{}</p>", next_step(is_late(o))));
     }
     h.push_str(&format!("<p style=\"color:#666\">纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}</p>", escape(&config.campaign_contact_line())));
     h.push_str(&format!("<p>{}</p></body></html>", escape(&config.outbox_from_name())));
