@@ -7,6 +7,8 @@
 
 #[path = "support/mailstack.rs"]
 mod mailstack;
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -361,19 +363,6 @@ async fn a_mail_over_the_size_limit_is_refused_with_a_reply() {
     assert_eq!((counts.mails, counts.submissions_ignored), (1, 1));
 }
 
-/// A fresh PostgreSQL database (the server of the test setup) for one test.
-async fn fresh_postgres() -> String {
-    use sqlx::{Connection, Executor};
-    let admin = std::env::var("INTAKE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin} ({e}); start it or set INTAKE_TEST_PG_URL"));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let name = format!("intake_daemon_{}_{:x}", std::process::id(), nanos & 0xffff_ffff_ffff);
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{name}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_pass_on_postgresql() {
@@ -389,7 +378,7 @@ async fn the_same_pass_on_postgresql() {
     s.append(&dept, &fixtures::submission(&u, MailClient::Webmail163), sept(24, 16));
     let (_dir, db) = temp_db();
     let mut cfg = config(&dept, &db, &[&u]);
-    cfg.database.url = fresh_postgres().await;
+    cfg.database.url = postgres::fresh_database("intake_daemon").await;
     studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
     let replies = s.wait_for_mail(&sender, 1, Duration::from_secs(20));
     assert!(subject_of(&replies[0]).contains("审核通过"));

@@ -4,6 +4,8 @@
 
 #[path = "support/mailstack.rs"]
 mod mailstack;
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::time::Duration;
 
@@ -12,18 +14,6 @@ use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind}
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use studio_intake::store::Store;
 
-async fn fresh_postgres() -> String {
-    use sqlx::{Connection, Executor};
-    let admin = std::env::var("INTAKE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin} ({e}); start it or set INTAKE_TEST_PG_URL"));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let name = format!("intake_instances_{}_{:x}", std::process::id(), nanos & 0xffff_ffff_ffff);
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{name}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_one_mailbox_every_mail_answered_once_and_takeover() {
@@ -54,7 +44,7 @@ async fn two_daemons_one_mailbox_every_mail_answered_once_and_takeover() {
     cfg.outbox.port = s.smtp_port;
     cfg.outbox.tls = Tls::None;
     cfg.outbox.from = format!("乐山市总工会经保女工部 <{dept}>");
-    cfg.database.url = fresh_postgres().await;
+    cfg.database.url = postgres::fresh_database("intake_instances").await;
     for u in &units {
         cfg.units.retain(|x| x.name != u.unit);
     }
