@@ -234,7 +234,8 @@ fn write_text(out: &mut impl Write, path: &str, o: &Outcome) -> std::io::Result<
         o.received_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into())
     )?;
     for a in &o.submission.attachments {
-        writeln!(out, "  attachment {} [{:?}]{}", a.file, a.kind, a.studio.as_deref().map(|s| format!(" → {s}")).unwrap_or_default())?;
+        let copy = a.duplicate_of.as_deref().map(|f| format!(" (copy of {f})")).unwrap_or_default();
+        writeln!(out, "  attachment {} [{:?}]{}{copy}", a.file, a.kind, a.studio.as_deref().map(|s| format!(" → {s}")).unwrap_or_default())?;
     }
     for s in &o.submission.studios {
         writeln!(

@@ -320,6 +320,10 @@ impl Default for Digest {
 pub struct Health {
     /// `127.0.0.1:9187`, `[::1]:9187` or `localhost:9187`.
     pub listen: Option<String>,
+    /// `/healthz` answers 503 when the instance polling the mailbox has not reached it for
+    /// this long. Unset: twice the longest normal wait (IDLE or poll interval) plus two
+    /// command timeouts, see [`Config::mailbox_stale_after`].
+    pub mailbox_stale_secs: Option<u64>,
 }
 
 impl Health {
@@ -329,6 +333,9 @@ impl Health {
             Ok(a) => a.ip().is_loopback(),
             Err(_) => listen.strip_prefix("localhost:").is_some_and(|p| p.parse::<u16>().is_ok()),
         };
+        if self.mailbox_stale_secs == Some(0) {
+            return Err(ConfigError::Invalid("[health] mailbox_stale_secs must be at least 1".into()));
+        }
         if loopback {
             Ok(())
         } else {
@@ -496,6 +503,21 @@ impl Config {
     }
 
     /// The unit that owns a sender address, if configured.
+    /// How long the mailbox may go without contact before `/healthz` calls it stale: the
+    /// configured `[health] mailbox_stale_secs`, else twice the longest wait between two
+    /// contacts (the IDLE renewal for IMAP, the poll interval otherwise) plus two command
+    /// timeouts (a slow pass is not an outage).
+    pub fn mailbox_stale_after(&self) -> std::time::Duration {
+        let secs = self.health.mailbox_stale_secs.unwrap_or_else(|| {
+            let wait = match self.source.kind {
+                SourceKind::Imap => self.source.idle_secs.max(self.source.poll_secs),
+                SourceKind::Maildir => self.source.poll_secs,
+            };
+            2 * wait + 2 * self.source.command_timeout_secs
+        });
+        std::time::Duration::from_secs(secs)
+    }
+
     pub fn unit_of_sender(&self, address: &str) -> Option<&Unit> {
         self.units.iter().find(|u| u.senders.iter().any(|s| s.eq_ignore_ascii_case(address)))
     }

@@ -108,8 +108,8 @@ async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
     process_raw(app, id, &raw.bytes, &sha256, m.received_at).await
 }
 
-/// A mail above the size limit: not downloaded; keep a record (staff see it) and tell the
-/// sender, from its header, why nothing was processed.
+/// A mail above the size limit: not downloaded; keep its header (staff see it) and tell the
+/// sender why nothing was processed.
 async fn refuse_too_large(
     app: &App,
     mailbox: &str,
@@ -119,9 +119,6 @@ async fn refuse_too_large(
     t: mailbox::TooLarge,
 ) -> anyhow::Result<()> {
     warn!(size = t.size, limit = t.limit, "refused: larger than the message size limit");
-    let mut head = t.header.clone();
-    head.extend_from_slice(b"\r\n");
-    let message = core::mime::parse(&head, &app.config.limits).ok();
     // Only the header is kept (and hashed): the body was never downloaded.
     let raw = NewRaw {
         mailbox: mailbox.to_owned(),
@@ -137,6 +134,25 @@ async fn refuse_too_large(
         PutRaw::Known { processed: true, .. } => return Ok(()),
         PutRaw::Known { id, .. } => id,
     };
+    let mut head = t.header;
+    head.extend_from_slice(b"\r\n");
+    let why = report::Unprocessed::TooLarge { size: t.size, limit: t.limit };
+    let rec = record_unprocessed(app, id, &raw.sha256, &head, received_at, why).await?;
+    metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
+    Ok(())
+}
+
+/// Record a stored message the core gave no outcome for (too large, or the core failed) as
+/// `ignored` with the reason, and queue a reply built from its header (one transaction).
+async fn record_unprocessed(
+    app: &App,
+    raw_id: i64,
+    sha256: &str,
+    bytes: &[u8],
+    received_at: Option<DateTime<FixedOffset>>,
+    why: report::Unprocessed,
+) -> anyhow::Result<SubmissionRecord> {
+    let message = headers_of(bytes);
     let mut rec = SubmissionRecord {
         message_id: message.as_ref().and_then(|m| m.message_id.clone()),
         sender: message.as_ref().and_then(|m| m.from.as_ref().map(|f| f.address.clone())),
@@ -144,37 +160,44 @@ async fn refuse_too_large(
         subject: message.as_ref().map(|m| m.subject.clone()).unwrap_or_default(),
         received_at,
         verdict: "ignored".into(),
-        ignored_reason: Some(format!("{} bytes, over the limit of {} bytes", t.size, t.limit)),
+        ignored_reason: Some(why.to_string()),
         studios: vec![],
         findings: vec![],
         summary_table: false,
     };
     let mut outgoing = Vec::new();
     if let Some(msg) = &message {
-        match outbox::should_reply(msg, &app.own_addresses()) {
-            Err(why) => rec.ignored_reason = Some(format!("{}; no reply: {why:?}", rec.ignored_reason.unwrap_or_default())),
-            Ok(()) => {
-                let to = msg.reply_to.as_ref().or(msg.from.as_ref()).map(|m| m.address.clone()).expect("should_reply checked the sender");
-                let reply = report::too_large_reply(&msg.subject, t.size, t.limit, &app.config);
-                let outcome = Outcome {
-                    message: msg.clone(),
-                    sender: Some(to.clone()),
-                    unit: None,
-                    received_at,
-                    submission: Default::default(),
-                    findings: vec![],
-                };
-                outgoing.push(reply_row(app, &outcome, reply, &to, &raw.sha256, id)?);
+        match reply_address(app, msg).await? {
+            Err(no_reply) => rec.ignored_reason = Some(format!("{why}; {no_reply}")),
+            Ok(to) => {
+                let reply = report::unprocessed_reply(&msg.subject, &why, &app.config);
+                outgoing.push(reply_row(app, msg, reply, &to, sha256, raw_id)?);
             }
         }
     }
-    app.store.record(id, &rec, &outgoing).await?;
-    info!(reply = if outgoing.is_empty() { "none" } else { "queued" }, "refused by size");
-    metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
+    app.store.record(raw_id, &rec, &outgoing).await?;
+    info!(reason = %why, reply = if outgoing.is_empty() { "none" } else { "queued" }, "recorded without an outcome");
     if !outgoing.is_empty() {
         app.outbox_ready.notify_one();
     }
-    Ok(())
+    Ok(rec)
+}
+
+/// Whom to answer (`Reply-To:`, else `From:`), or why nobody: automatic mail, our own
+/// address, no usable sender, or the per-sender hourly cap reached (a loop with a robot).
+async fn reply_address(app: &App, msg: &core::mime::Message) -> anyhow::Result<Result<String, String>> {
+    if let Err(why) = outbox::should_reply(msg, &app.own_addresses()) {
+        return Ok(Err(format!("no reply: {why:?}")));
+    }
+    let Some(to) = msg.reply_to.as_ref().or(msg.from.as_ref()).map(|m| m.address.clone()) else {
+        return Ok(Err("no reply: no sender address".into()));
+    };
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let recent = app.store.replies_to_since(&to, hour_ago).await?;
+    if recent >= app.config.outbox.replies_per_sender_per_hour as i64 {
+        return Ok(Err(format!("no reply: {recent} replies to {to} in the last hour")));
+    }
+    Ok(Ok(to))
 }
 
 /// Run the core on one stored message and commit its results and reply in one transaction.
@@ -199,8 +222,11 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         .into_iter()
         .map(|(unit, name)| core::rules::KnownStudio { unit, name })
         .collect();
-    // The core is CPU-bound and may run a converter: keep it off the async workers.
-    let outcome = {
+    // The core is CPU-bound and may run a converter: keep it off the async workers. A panic
+    // or a run over the time limit is a defect on this input: record it, tell the sender and
+    // go on (a thread that overran cannot be stopped; it finishes on its own).
+    let limit = Duration::from_secs(app.config.limits.process_timeout_secs.max(1));
+    let run = {
         let config = app.config.clone();
         let converters = app.converters.clone();
         let bytes = bytes.to_vec();
@@ -211,31 +237,31 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
             ctx.others = &others;
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::process(&bytes, &ctx)))
         })
-        .await?
     };
-    let outcome = match outcome {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return record_ignored(app, raw_id, received_at, &e).await,
+    let failed = |reason: String| report::Unprocessed::Failed { reason };
+    let outcome = match tokio::time::timeout(limit, run).await {
+        Ok(Ok(Ok(Ok(o)))) => o,
+        Ok(Ok(Ok(Err(e)))) => return record_ignored(app, raw_id, received_at, &e).await,
+        Ok(Ok(Err(panic))) => {
+            let why = failed(format!("the core panicked: {}", panic_message(&panic)));
+            warn!(raw = raw_id, "{why}");
+            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+        }
+        Ok(Err(join)) => anyhow::bail!("the processing task of message {raw_id} failed: {join}"),
         Err(_) => {
-            app.store.raw_failed(raw_id, "the core panicked on this message").await?;
-            anyhow::bail!("the core panicked on message {raw_id}");
+            let why = failed(format!("no result within [limits] process_timeout_secs = {} s", limit.as_secs()));
+            warn!(raw = raw_id, "{why}");
+            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
         }
     };
     let superseded = superseded_names(app, &outcome).await?;
     let mut rec = submission_record(&outcome);
     let mut outgoing = Vec::new();
-    match outbox::should_reply(&outcome.message, &app.own_addresses()) {
-        Err(why) => rec.ignored_reason = Some(format!("no reply: {why:?}")),
-        Ok(()) => {
-            let to = outcome.message.reply_to.as_ref().or(outcome.message.from.as_ref()).map(|m| m.address.clone()).expect("should_reply checked the sender");
-            let hour_ago = Utc::now() - chrono::Duration::hours(1);
-            let recent = app.store.replies_to_since(&to, hour_ago).await?;
-            if recent >= app.config.outbox.replies_per_sender_per_hour as i64 {
-                rec.ignored_reason = Some(format!("no reply: {recent} replies to {to} in the last hour"));
-            } else {
-                let reply = report::reply(&outcome, &app.config, &superseded);
-                outgoing.push(reply_row(app, &outcome, reply, &to, sha256, raw_id)?);
-            }
+    match reply_address(app, &outcome.message).await? {
+        Err(no_reply) => rec.ignored_reason = Some(no_reply),
+        Ok(to) => {
+            let reply = report::reply(&outcome, &app.config, &superseded);
+            outgoing.push(reply_row(app, &outcome.message, reply, &to, sha256, raw_id)?);
         }
     }
     let result = app.store.record(raw_id, &rec, &outgoing).await?;
@@ -275,8 +301,22 @@ async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<Fix
 
 /// The sender's address from the headers only (cheap, before the full parse).
 fn mail_sender(bytes: &[u8]) -> Option<String> {
+    headers_of(bytes)?.from.map(|f| f.address)
+}
+
+/// The headers of a message without its parts; `None` when it is not a message. Also used
+/// on messages the core failed on, so a panic here is caught too.
+fn headers_of(bytes: &[u8]) -> Option<core::mime::Message> {
     let limits = crate::core::Limits { max_parts: 1, ..Default::default() };
-    core::mime::parse(bytes, &limits).ok()?.from.map(|f| f.address)
+    std::panic::catch_unwind(|| core::mime::parse(bytes, &limits).ok()).ok().flatten()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 async fn superseded_names(app: &App, o: &Outcome) -> anyhow::Result<Vec<String>> {
@@ -292,12 +332,12 @@ async fn superseded_names(app: &App, o: &Outcome) -> anyhow::Result<Vec<String>>
         .collect())
 }
 
-fn reply_row(app: &App, o: &Outcome, reply: report::Reply, to: &str, sha256: &str, raw_id: i64) -> anyhow::Result<NewOutgoing> {
+fn reply_row(app: &App, original: &core::mime::Message, reply: report::Reply, to: &str, sha256: &str, raw_id: i64) -> anyhow::Result<NewOutgoing> {
     let from = app.config.outbox.from.clone();
     let domain = address_of(&from).split('@').nth(1).unwrap_or("studio-intake.local").to_owned();
     let message_id = outbox::reply_message_id(sha256, &domain);
-    let mut references = o.message.references.clone();
-    if let Some(id) = &o.message.message_id
+    let mut references = original.references.clone();
+    if let Some(id) = &original.message_id
         && !references.contains(id)
     {
         references.push(id.clone());
@@ -309,7 +349,7 @@ fn reply_row(app: &App, o: &Outcome, reply: report::Reply, to: &str, sha256: &st
         text: reply.text,
         html: Some(reply.html),
         message_id: message_id.clone(),
-        in_reply_to: o.message.message_id.clone(),
+        in_reply_to: original.message_id.clone(),
         references,
         auto_submitted: true,
         attachments: vec![],
@@ -565,6 +605,7 @@ async fn poll_while_leased(app: &Arc<App>, source: &mailbox::Source, intake: &In
         }
         waiting_logged = false;
         info!(lease = %name, "holding the mailbox lease: polling");
+        metrics().set_polling(true);
         let (lost_tx, lost_rx) = watch::channel(false);
         let renewer = {
             let app = app.clone();
@@ -595,6 +636,7 @@ async fn poll_while_leased(app: &Arc<App>, source: &mailbox::Source, intake: &In
             })
             .await;
         renewer.abort();
+        metrics().set_polling(false);
         result?;
     }
     if let Err(e) = app.store.release_lease(&name, &holder).await {

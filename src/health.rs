@@ -1,8 +1,10 @@
 //! `[health] listen`: a tiny HTTP/1.1 responder on loopback for probes and Prometheus.
 //!
-//! - `GET /healthz`: `200` with `{"database":"ok","last_mailbox_contact":"…"|null,
-//!   "outbox_depth":N}`, or `503` with `"database":"error: …"` when the database does not
-//!   answer.
+//! - `GET /healthz`: `200` with `{"database":"ok","mailbox":"ok"|"standby",
+//!   "last_mailbox_contact":"…"|null,"mailbox_stale_after_secs":N,"outbox_depth":N}`, or
+//!   `503` with `"database":"error: …"` when the database does not answer or
+//!   `"mailbox":"stale"` when the polling instance has not reached the mailbox for longer
+//!   than `[health] mailbox_stale_secs`.
 //! - `GET /metrics`: [`crate::metrics`] in the Prometheus text format.
 //! - Anything else: `404` (`405` for another method on those two paths).
 //!
@@ -156,11 +158,75 @@ pub async fn healthz(app: &App) -> (u16, String) {
         },
         Err(_) => None,
     };
-    let contact = metrics().last_mailbox_contact().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let last_contact = metrics().last_mailbox_contact();
+    let stale_after = app.config.mailbox_stale_after();
+    let mailbox = mailbox_health(chrono::Utc::now(), metrics().polling_since(), last_contact, stale_after);
     let body = serde_json::json!({
         "database": match &db { Ok(()) => "ok".to_owned(), Err(e) => format!("error: {e}") },
-        "last_mailbox_contact": contact,
+        "mailbox": mailbox.as_str(),
+        "last_mailbox_contact": last_contact.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "mailbox_stale_after_secs": stale_after.as_secs(),
         "outbox_depth": depth,
     });
-    (if db.is_ok() { 200 } else { 503 }, format!("{body}\n"))
+    let healthy = db.is_ok() && mailbox != MailboxHealth::Stale;
+    (if healthy { 200 } else { 503 }, format!("{body}\n"))
+}
+
+/// The mailbox side of `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxHealth {
+    /// This instance does not poll: another one holds the mailbox lease (or polling has not
+    /// started). Healthy: the standby takes over when the lease runs out.
+    Standby,
+    /// Polling, and the mailbox answered within the staleness limit.
+    Ok,
+    /// Polling, but the mailbox has not answered for longer than the limit (server down,
+    /// password changed, network cut): someone has to look.
+    Stale,
+}
+
+impl MailboxHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxHealth::Standby => "standby",
+            MailboxHealth::Ok => "ok",
+            MailboxHealth::Stale => "stale",
+        }
+    }
+}
+
+/// Pure: polling since `polling_since`, last answer at `last_contact`. Time is counted from
+/// the later of the two, so a contact made before this instance took the lease does not
+/// count against it, nor does the start-up before the first pass.
+pub fn mailbox_health(
+    now: chrono::DateTime<chrono::Utc>,
+    polling_since: Option<chrono::DateTime<chrono::Utc>>,
+    last_contact: Option<chrono::DateTime<chrono::Utc>>,
+    stale_after: Duration,
+) -> MailboxHealth {
+    let Some(since) = polling_since else { return MailboxHealth::Standby };
+    let reference = last_contact.map_or(since, |c| c.max(since));
+    let silent = (now - reference).to_std().unwrap_or(Duration::ZERO);
+    if silent > stale_after { MailboxHealth::Stale } else { MailboxHealth::Ok }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn mailbox_health_counts_from_the_later_of_lease_and_contact() {
+        let t = |s: i64| Utc.timestamp_opt(1_600_000_000 + s, 0).unwrap();
+        let limit = Duration::from_secs(60);
+        assert_eq!(mailbox_health(t(1000), None, Some(t(0)), limit), MailboxHealth::Standby);
+        assert_eq!(mailbox_health(t(50), Some(t(0)), None, limit), MailboxHealth::Ok, "starting up");
+        assert_eq!(mailbox_health(t(61), Some(t(0)), None, limit), MailboxHealth::Stale, "never reached");
+        assert_eq!(mailbox_health(t(100), Some(t(0)), Some(t(90)), limit), MailboxHealth::Ok);
+        assert_eq!(mailbox_health(t(160), Some(t(0)), Some(t(90)), limit), MailboxHealth::Stale);
+        // A contact of a previous holder (same process) before the lease was taken again.
+        assert_eq!(mailbox_health(t(130), Some(t(100)), Some(t(10)), limit), MailboxHealth::Ok);
+        // A clock step back never makes it stale.
+        assert_eq!(mailbox_health(t(0), Some(t(100)), Some(t(100)), limit), MailboxHealth::Ok);
+    }
 }

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub outbox_depth: AtomicI64,
     /// Unix time in milliseconds of the last successful mailbox pass or wake; 0 = never.
     last_contact_ms: AtomicI64,
+    /// Unix time in milliseconds since this instance polls the mailbox; 0 = it does not.
+    polling_since_ms: AtomicI64,
 }
 
 /// The process-global registry.
@@ -109,6 +111,20 @@ impl Metrics {
     /// The mailbox answered: a pass finished or a wait ended normally.
     pub fn mailbox_contact(&self) {
         self.last_contact_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// This instance holds the mailbox lease and polls from now on (`false`: it stopped, or
+    /// stands by while another instance polls).
+    pub fn set_polling(&self, polling: bool) {
+        let since = if polling { Utc::now().timestamp_millis() } else { 0 };
+        self.polling_since_ms.store(since, Ordering::Relaxed);
+    }
+
+    pub fn polling_since(&self) -> Option<DateTime<Utc>> {
+        match self.polling_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => DateTime::from_timestamp_millis(ms),
+        }
     }
 
     pub fn last_mailbox_contact(&self) -> Option<DateTime<Utc>> {

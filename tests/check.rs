@@ -203,6 +203,20 @@ fn missing_approval_form_materials_and_photo() {
     assert_eq!(o.findings[0].studio.as_deref(), Some(u.studios[1].name.as_str()));
 }
 
+/// Senders attach the files and, to be safe, a zip of the same files: one studio each,
+/// no doubled findings.
+#[test]
+fn the_same_forms_loose_and_zipped_are_one_submission() {
+    let u = unit(2);
+    let raw = mail_with(&u, MailClient::Outlook, &Default::default(), |m| {
+        let zip = fixtures::zip_archive(&m.attachments, false);
+        m.attachments.push(("全部材料.zip".into(), zip));
+    });
+    let o = process(&u, &raw);
+    assert_clean(&u, &o, "loose and zipped");
+    assert_eq!(o.submission.studios.len(), 2, "{}", show(&o));
+}
+
 #[test]
 fn a_lone_studio_owns_every_photo_whatever_its_name() {
     let u = unit(1);

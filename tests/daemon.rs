@@ -9,13 +9,15 @@
 mod mailstack;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/intake.rs"]
+mod intake;
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
-use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind};
+use studio_intake::config::{Config, OutboxKind, SourceKind, Unit, UnitKind};
 use studio_intake::core::mime;
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use studio_intake::store::Store;
@@ -38,31 +40,7 @@ fn unit_as(i: usize, studios: usize, user: &str) -> UnitSpec {
 }
 
 fn config(dept: &str, db: &Path, units: &[&UnitSpec]) -> Config {
-    let s = mailstack::stack();
-    // SAFETY: every test sets the same value; tests never read it concurrently with a change.
-    unsafe { std::env::set_var("INTAKE_TEST_PASSWORD", &s.password) };
-    let mut c = Config::builtin();
-    c.source.kind = SourceKind::Imap;
-    c.source.host = s.host.clone();
-    c.source.port = s.imap_port;
-    c.source.tls = Tls::None;
-    c.source.username = dept.to_owned();
-    c.source.password_env = Some("INTAKE_TEST_PASSWORD".into());
-    c.source.processed_folder = Some("Processed".into());
-    c.source.poll_secs = 2;
-    c.source.command_timeout_secs = 10;
-    c.outbox.kind = OutboxKind::Smtp;
-    c.outbox.host = s.host.clone();
-    c.outbox.port = s.smtp_port;
-    c.outbox.tls = Tls::None;
-    c.outbox.from = format!("乐山市总工会经保女工部 <{dept}>");
-    c.outbox.retry_base_secs = 1;
-    c.database.url = format!("sqlite://{}", db.display());
-    for u in units {
-        c.units.retain(|x| x.name != u.unit);
-        c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
-    }
-    c
+    intake::imap_config(dept, &format!("sqlite://{}", db.display()), units)
 }
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {

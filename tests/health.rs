@@ -44,16 +44,18 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn healthz_and_metrics_of_a_running_daemon() {
-    let inbox = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let u = UnitSpec::sample(0, 1);
-    std::fs::write(inbox.path().join("0.eml"), fixtures::submission(&u, MailClient::Outlook)).unwrap();
-    let cfg = file_config(inbox.path(), state.path(), &u);
+struct Running {
+    addr: std::net::SocketAddr,
+    app: std::sync::Arc<studio_intake::daemon::App>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    daemon: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
 
-    // The test binds the listener itself (port 0) and serves with the daemon's own App; the
-    // daemon runs alongside with `[health]` on port 0 too (exercising the wiring in run()).
+/// The daemon on `cfg`, and a health server with an App of its own on a listener the test
+/// binds itself (port 0). The daemon serves `[health]` on port 0 too, exercising the wiring
+/// in run(), but its port is not known here.
+async fn start(cfg: Config) -> Running {
     let listener = studio_intake::health::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = studio_intake::daemon::App::build(cfg.clone()).await.unwrap();
@@ -70,6 +72,18 @@ async fn healthz_and_metrics_of_a_running_daemon() {
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
+    Running { addr, app, stop_tx, server, daemon }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics_of_a_running_daemon() {
+    let inbox = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let u = UnitSpec::sample(0, 1);
+    std::fs::write(inbox.path().join("0.eml"), fixtures::submission(&u, MailClient::Outlook)).unwrap();
+    let cfg = file_config(inbox.path(), state.path(), &u);
+
+    let Running { addr, app, stop_tx, server, daemon } = start(cfg).await;
 
     // Wait until the mail is processed and its reply written.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -116,4 +130,40 @@ async fn healthz_and_metrics_of_a_running_daemon() {
     stop_tx.send(true).unwrap();
     daemon.await.unwrap().unwrap();
     server.await.unwrap();
+
+    // A mailbox that cannot be reached (nothing listens on its port): once the polling
+    // instance has had no contact for `mailbox_stale_secs`, /healthz says so with a 503.
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = file_config(inbox.path(), state.path(), &u);
+    cfg.source.kind = SourceKind::Imap;
+    cfg.source.host = "127.0.0.1".into();
+    cfg.source.port = closed_port();
+    cfg.source.username = "intake@example.test".into();
+    cfg.source.password_env = Some("PATH".into()); // any set variable: the login is never reached
+    cfg.source.command_timeout_secs = 2;
+    cfg.health.mailbox_stale_secs = Some(2);
+    let Running { addr, stop_tx, server, daemon, .. } = start(cfg).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = get(addr, "/healthz").await;
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "never stale: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["mailbox"], "stale", "{v}");
+    assert_eq!(v["database"], "ok", "{v}");
+    assert_eq!(v["mailbox_stale_after_secs"], 2, "{v}");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), daemon).await.expect("stops while reconnecting").unwrap().unwrap();
+    server.await.unwrap();
+}
+
+/// A loopback port nobody listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }

@@ -6,19 +6,18 @@
 mod mailstack;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/intake.rs"]
+mod intake;
 
 use std::time::Duration;
 
 use chrono::DateTime;
-use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind};
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use studio_intake::store::Store;
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_one_mailbox_every_mail_answered_once_and_takeover() {
     let s = mailstack::stack();
-    unsafe { std::env::set_var("INTAKE_TEST_PASSWORD", &s.password) };
     let dept = s.user("intake");
     let senders: Vec<String> = (1..=8).map(|n| s.user(&format!("unit{n}"))).collect();
     let units: Vec<UnitSpec> = senders
@@ -30,30 +29,9 @@ async fn two_daemons_one_mailbox_every_mail_answered_once_and_takeover() {
             u
         })
         .collect();
-    let mut cfg = Config::builtin();
-    cfg.source.kind = SourceKind::Imap;
-    cfg.source.host = s.host.clone();
-    cfg.source.port = s.imap_port;
-    cfg.source.tls = Tls::None;
-    cfg.source.username = dept.clone();
-    cfg.source.password_env = Some("INTAKE_TEST_PASSWORD".into());
-    cfg.source.poll_secs = 2;
+    let database = postgres::fresh_database("intake_instances").await;
+    let mut cfg = intake::imap_config(&dept, &database, &units.iter().collect::<Vec<_>>());
     cfg.source.lease_secs = 3;
-    cfg.outbox.kind = OutboxKind::Smtp;
-    cfg.outbox.host = s.host.clone();
-    cfg.outbox.port = s.smtp_port;
-    cfg.outbox.tls = Tls::None;
-    cfg.outbox.from = format!("乐山市总工会经保女工部 <{dept}>");
-    cfg.database.url = postgres::fresh_database("intake_instances").await;
-    for u in &units {
-        cfg.units.retain(|x| x.name != u.unit);
-    }
-    for u in &units {
-        match cfg.units.iter_mut().find(|x| x.name == u.unit) {
-            Some(x) => x.senders.push(u.sender.clone()),
-            None => cfg.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] }),
-        }
-    }
 
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("intake.toml");

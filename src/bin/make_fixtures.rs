@@ -1,19 +1,54 @@
-//! Writes the shipped sample inbox (`examples/inbox/*.eml`), deterministically.
+//! Writes the shipped sample inbox (`examples/inbox/*.eml`), deterministically; with
+//! `--nasty`, the hostile corpus of `fixtures::nasty_mails` instead (to try with `check`).
 //!
 //! Usage: `cargo run --bin make-fixtures -- examples/inbox`
+//!        `cargo run --bin make-fixtures -- --nasty target/nasty`
 
 use std::path::PathBuf;
 
 use studio_intake::fixtures::{
-    DocTool, MailClient, SheetTool, SubmissionOptions, UnitSpec, ZipMode, submission_with,
+    DocTool, MailClient, SheetTool, SubmissionOptions, UnitSpec, ZipMode, nasty_mails,
+    submission_with,
 };
 
 fn main() {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "examples/inbox".into()));
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let nasty = args.first().is_some_and(|a| a == "--nasty");
+    if nasty {
+        args.remove(0);
+    }
+    let default_dir = if nasty { "target/nasty" } else { "examples/inbox" };
+    let dir = PathBuf::from(args.first().cloned().unwrap_or_else(|| default_dir.into()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("make-fixtures: cannot create {}: {e}", dir.display());
         std::process::exit(2);
     }
+    let samples = if nasty { nasty_samples() } else { samples() };
+    let mut total = 0usize;
+    for (name, bytes) in &samples {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, bytes) {
+            eprintln!("make-fixtures: cannot write {}: {e}", path.display());
+            std::process::exit(2);
+        }
+        total += bytes.len();
+        println!("{:>9} bytes  {}", bytes.len(), path.display());
+    }
+    println!("{total:>9} bytes  total");
+}
+
+/// The corpus from a sender to the department address of the notice; the over-size mail
+/// is just over the default 50 MiB limit.
+fn nasty_samples() -> Vec<(String, Vec<u8>)> {
+    let limit = studio_intake::core::Limits::default().max_message_bytes as usize;
+    nasty_mails("unit@example.cn", "3764264@qq.com", limit + 1024 * 1024)
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| (format!("{i:02}_{}.eml", m.name), m.raw))
+        .collect()
+}
+
+fn samples() -> Vec<(String, Vec<u8>)> {
     let mut samples: Vec<(&str, Vec<u8>)> = Vec::new();
 
     // (1) A valid 2-studio county union, Outlook 2016, Word documents, Excel summary.
@@ -68,16 +103,5 @@ fn main() {
         ..Default::default()
     };
     samples.push(("06_shizhong_raw_gbk_names_valid.eml", submission_with(&u6, MailClient::Wps, &o6)));
-
-    let mut total = 0usize;
-    for (name, bytes) in &samples {
-        let path = dir.join(name);
-        if let Err(e) = std::fs::write(&path, bytes) {
-            eprintln!("make-fixtures: cannot write {}: {e}", path.display());
-            std::process::exit(2);
-        }
-        total += bytes.len();
-        println!("{:>9} bytes  {}", bytes.len(), path.display());
-    }
-    println!("{total:>9} bytes  total");
+    samples.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
 }

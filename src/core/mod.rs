@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_cells: u64,
     /// Seconds an external converter (soffice, pdftotext) may run.
     pub converter_timeout_secs: u64,
+    /// Seconds the daemon gives the whole processing of one message (converters included)
+    /// before it records the message as failed, tells the sender and goes on.
+    pub process_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +46,7 @@ impl Default for Limits {
             max_parts: 500,
             max_cells: 200_000,
             converter_timeout_secs: 60,
+            process_timeout_secs: 300,
         }
     }
 }
@@ -185,6 +189,7 @@ pub fn process(raw: &[u8], ctx: &Context) -> Result<Outcome, MimeError> {
         received_at,
         summary_on_file: ctx.summary_on_file,
         others: ctx.others,
+        parts_truncated: message.parts_truncated,
     };
     let findings = rules::check(&submission, &rule_ctx);
     Ok(Outcome { message, sender, unit, received_at, submission, findings })

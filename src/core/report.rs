@@ -47,6 +47,28 @@ pub struct Reply {
 
 /// The verdict in a few words. A late mail cannot be mended by resending it, so it does not
 /// ask for that.
+/// The sender's subject as the reply quotes it: without control and bidi-override characters
+/// (a CR LF from a decoded encoded-word, a right-to-left override hiding the real text),
+/// whitespace runs as one space, at most [`SUBJECT_SHOWN_CHARS`] characters.
+pub fn shown_subject(subject: &str) -> String {
+    let is_bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let cleaned: String = subject.chars().map(|c| if c.is_control() { ' ' } else { c }).filter(|&c| !is_bidi(c)).collect();
+    let words: Vec<&str> = cleaned.split_whitespace().collect();
+    let joined = words.join(" ");
+    if joined.is_empty() {
+        return "（无主题）".into();
+    }
+    if joined.chars().count() <= SUBJECT_SHOWN_CHARS {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(SUBJECT_SHOWN_CHARS).collect();
+    cut.push('…');
+    cut
+}
+
+/// Enough for any real subject line (the notice's own title is under 40 characters).
+pub const SUBJECT_SHOWN_CHARS: usize = 100;
+
 fn verdict_line(v: Verdict, late: bool) -> &'static str {
     match (v, late) {
         (Verdict::Accepted, _) => "审核通过",
@@ -93,7 +115,7 @@ pub fn reply(o: &Outcome, config: &Config, superseded: &[String]) -> Reply {
     let shown: Vec<&Finding> = o.findings.iter().filter(|f| f.code.for_sender()).collect();
     let errors: Vec<&&Finding> = shown.iter().filter(|f| f.severity == Severity::Error).collect();
     let warnings: Vec<&&Finding> = shown.iter().filter(|f| f.severity == Severity::Warning).collect();
-    let original = if o.message.subject.trim().is_empty() { "（无主题）" } else { o.message.subject.trim() };
+    let original = &shown_subject(&o.message.subject);
     let late = is_late(o);
     let subject = format!("【{}】回复：{}", verdict_line(verdict, late), original);
 
@@ -177,23 +199,53 @@ fn parts_line(s: &Studio) -> String {
     )
 }
 
-/// The reply to a mail refused by size before it was downloaded.
-pub fn too_large_reply(subject: &str, size: u64, limit: u64, config: &Config) -> Reply {
-    let original = if subject.trim().is_empty() { "（无主题）" } else { subject.trim() };
+/// Why a stored message has no outcome of the core: its sender gets a short reply saying so
+/// (and staff see it in the digest), instead of silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unprocessed {
+    /// Over `[limits] max_message_bytes`: only its header was read.
+    TooLarge { size: u64, limit: u64 },
+    /// The core failed on it (a defect, or over `[limits] process_timeout_secs`).
+    Failed { reason: String },
+}
+
+impl std::fmt::Display for Unprocessed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unprocessed::TooLarge { size, limit } => write!(f, "{size} bytes, over the limit of {limit} bytes"),
+            Unprocessed::Failed { reason } => write!(f, "processing failed: {reason}"),
+        }
+    }
+}
+
+/// The reply to a mail that could not be processed: what happened and what to do.
+pub fn unprocessed_reply(subject: &str, why: &Unprocessed, config: &Config) -> Reply {
+    let original = &shown_subject(subject);
     let mb = |b: u64| format!("{:.1}MB", b as f64 / 1024.0 / 1024.0);
-    let body = format!(
-        "您发送的邮件《{original}》大小为{}，超过系统可接收的上限{}，未能处理。\n\n请压缩照片（场景照1幅即可，无需原始大图）、删除无关附件后重新发送；材料较多时可分两封邮件发送，每封注明推荐单位。",
-        mb(size),
-        mb(limit)
-    );
-    let text = format!("您好：\n\n  ■ 未能接收：邮件过大\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", config.campaign_contact_line(), config.outbox_from_name());
+    let (title, body) = match why {
+        Unprocessed::TooLarge { size, limit } => (
+            "未能接收：邮件过大",
+            format!(
+                "您发送的邮件《{original}》大小为{}，超过系统可接收的上限{}，未能处理。\n\n请压缩照片（场景照1幅即可，无需原始大图）、删除无关附件后重新发送；材料较多时可分两封邮件发送，每封注明推荐单位。",
+                mb(*size),
+                mb(*limit)
+            ),
+        ),
+        // Nothing the sender did wrong can be named: staff check the mail by hand (the
+        // digest lists it), so a resend would only add a copy.
+        Unprocessed::Failed { .. } => (
+            "已收到，待人工核对",
+            format!("您发送的邮件《{original}》已收到，但系统未能自动核对其附件。工作人员将人工核对并与您联系，请勿重复发送。"),
+        ),
+    };
+    let text = format!("您好：\n\n  ■ {title}\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", config.campaign_contact_line(), config.outbox_from_name());
     let html = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px\"><p>您好：</p><p style=\"color:#b3261e;font-weight:bold\">未能接收：邮件过大</p><p>{}</p><p style=\"color:#666\">本邮件由系统自动发送。{}</p><p>{}</p></body></html>",
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px\"><p>您好：</p><p style=\"color:#b3261e;font-weight:bold\">{title}</p><p>{}</p><p style=\"color:#666\">本邮件由系统自动发送。{}</p><p>{}</p></body></html>",
         escape(&body).replace('\n', "<br>"),
         escape(&config.campaign_contact_line()),
         escape(&config.outbox_from_name())
     );
-    Reply { subject: format!("【未能接收：邮件过大】回复：{original}"), text, html }
+    Reply { subject: format!("【{title}】回复：{original}"), text, html }
 }
 
 pub fn escape(s: &str) -> String {

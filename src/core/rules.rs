@@ -26,6 +26,8 @@ pub struct RuleContext<'a> {
     /// This unit sent a summary table in an earlier mail.
     pub summary_on_file: bool,
     pub others: &'a [KnownStudio],
+    /// The mail had more MIME parts than `[limits] max_parts`; the rest was not read.
+    pub parts_truncated: bool,
 }
 
 pub const NAME_SUFFIX: &str = "劳模和工匠人才创新工作室";
@@ -115,6 +117,16 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
                 .found("未找到推荐汇总表")
                 .expected("附件2 乐山市劳模和工匠人才创新工作室推荐汇总表（每个推荐单位1份）")
                 .says("邮件中没有推荐汇总表（附件2），请补发本单位的推荐汇总表（Excel 格式）。"),
+        );
+    }
+    if ctx.parts_truncated {
+        let limit = ctx.config.limits.max_parts;
+        out.push(
+            Finding::new(Code::SubmissionUnreadableAttachment)
+                .at("邮件结构")
+                .found(format!("超过 {limit} 个邮件部分，其余部分未读取"))
+                .expected(format!("不超过 {limit} 个部分"))
+                .says(format!("邮件包含的部分（附件、正文、嵌套邮件）超过 {limit} 个，超出部分未读取。请只附上申报所需文件后重新发送。")),
         );
     }
     for att in sub.attachments.iter().filter(|a| a.problem.is_some()) {

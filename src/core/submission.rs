@@ -23,6 +23,10 @@ pub struct AttachmentInfo {
     pub named_kind: Option<Kind>,
     #[serde(skip)]
     hints: Vec<String>,
+    /// The same bytes came earlier in the mail under this name (files attached loose and
+    /// again in a zip, or twice): the copy is listed, not read again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 /// A form that came only as a picture or an image-only PDF (`form.not_typed`).
@@ -127,6 +131,8 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
     let mut photo_of: Vec<usize> = Vec::new();
     let mut bad_photo_of: Vec<usize> = Vec::new();
     let mut not_typed_of: Vec<usize> = Vec::new();
+    // (length, hash) of the readable files seen so far → index in `sub.attachments`.
+    let mut seen: std::collections::HashMap<(usize, u64), usize> = std::collections::HashMap::new();
     for att in attachments {
         let named_kind = forms::kind_from_name(&att.file_name);
         let mut hints = att.context.clone();
@@ -138,7 +144,24 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
             problem: att.problem.clone(),
             named_kind,
             hints,
+            duplicate_of: None,
         };
+        if att.problem.is_none() && !att.data.is_empty() {
+            let key = (att.data.len(), content_hash(&att.data));
+            // One photo may serve two studios under two names; a form or text is read once.
+            let copy = seen.get(&key).copied().filter(|&first| {
+                let same_name = squash(&attachments_name(&sub.attachments[first].file)) == squash(&att.file_name);
+                same_name || !(image_by_name(&att.file_name) || forms::is_image(grid::sniff(&att.file_name, &att.data)))
+            });
+            if let Some(first) = copy {
+                let original = &sub.attachments[first];
+                info.kind = original.kind;
+                info.duplicate_of = Some(original.file.clone());
+                sub.attachments.push(info);
+                continue;
+            }
+            seen.insert(key, sub.attachments.len());
+        }
         let format = grid::sniff(&att.file_name, &att.data);
         if info.problem.is_some() {
             if format == Format::Zip || att.content_type.contains("zip") {
@@ -221,6 +244,18 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
     sub
 }
 
+/// The file name of an attachment's display name (`a.zip/dir/x.docx` → `x.docx`).
+fn attachments_name(file: &str) -> String {
+    file.rsplit('/').next().unwrap_or(file).to_owned()
+}
+
+fn content_hash(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
+}
+
 fn image_by_name(name: &str) -> bool {
     let lower = name.to_lowercase();
     [".jpg", ".jpeg", ".png", ".heic", ".heif", ".bmp", ".gif", ".webp", ".tif", ".tiff"].iter().any(|e| lower.ends_with(e))
@@ -249,6 +284,11 @@ fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usiz
             .map(|s| s.trim().to_owned())
             .or_else(|| form.leader().map(|l| format!("{l}（审批表未填工作室名称）")))
             .unwrap_or_else(|| format!("（未填名称：{}）", form.file));
+        // The same form attached twice (loose and again inside a zip, or in two forwarded
+        // mails) is one studio: the first copy counts.
+        if !squash(&name).is_empty() && studios.iter().any(|s| squash(&s.name) == squash(&name)) {
+            continue;
+        }
         let mut s = Studio::new(name);
         s.form = Some(i);
         s.has_approval_form = true;

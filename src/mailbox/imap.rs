@@ -358,6 +358,8 @@ impl ImapSource {
                 }
                 continue;
             };
+            // A long pass is contact too: /healthz must not call a busy mailbox stale.
+            metrics().mailbox_contact();
             let size = incoming.size;
             let too_large = incoming.raw.is_err();
             match h.handle(incoming).await {

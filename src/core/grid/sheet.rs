@@ -165,9 +165,145 @@ fn xlsx_err(msg: &str) -> Unreadable {
     }
 }
 
+// BIFF record types (MS-XLS 2.3) that the .xls guard looks at.
+const BIFF_BOF: u16 = 0x0809;
+const BIFF_EOF: u16 = 0x000A;
+const BIFF_BOUNDSHEET: u16 = 0x0085;
+const BIFF_DIMENSIONS: u16 = 0x0200;
+const BIFF_MULRK: u16 = 0x00BD;
+/// Cell records calamine keeps, each starting with its row and column (u16 each): Number,
+/// Label, RString, BoolErr, Rk, LabelSst, Formula.
+const BIFF_CELLS: &[u16] = &[0x0203, 0x0204, 0x00D6, 0x0205, 0x027E, 0x00FD, 0x0006];
+
+fn le_u16(d: &[u8], at: usize) -> Option<u64> {
+    d.get(at..at + 2).map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+fn le_u32(d: &[u8], at: usize) -> Option<u64> {
+    d.get(at..at + 4).map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+}
+
+/// BIFF records (type, payload), split by their length fields as calamine splits them;
+/// ends at the first truncated record.
+fn biff_records(stream: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut rest = stream;
+    std::iter::from_fn(move || {
+        let typ = le_u16(rest, 0)? as u16;
+        let len = le_u16(rest, 2)? as usize;
+        let payload = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        Some((typ, payload))
+    })
+}
+
+/// Rows × columns calamine reserves for a `DIMENSIONS` record (its `parse_dimensions`); an
+/// inverted range wraps around in its arithmetic, so it counts as the largest.
+fn biff_dimensions(d: &[u8]) -> Option<(u64, u64)> {
+    let (first_row, last_row, mut first_col, last_col) = match d.len() {
+        10 => (le_u16(d, 0)?, le_u16(d, 2)?, le_u16(d, 4)?, le_u16(d, 6)?),
+        14 | 16 => (le_u32(d, 0)?, le_u32(d, 4)?, le_u16(d, 8)?, le_u16(d, 10)?),
+        _ => return None,
+    };
+    if first_col > 0xFF || last_col < first_col {
+        first_col = 0;
+    }
+    let (end_row, end_col) =
+        if last_row >= 1 && last_col >= 1 { (last_row - 1, last_col - 1) } else { (first_row, first_col) };
+    let rows = end_row.checked_sub(first_row).map_or(u64::MAX, |n| n + 1);
+    let cols = end_col.checked_sub(first_col).map_or(u64::MAX, |n| n + 1);
+    Some((rows, cols))
+}
+
+/// One sheet substream, walked as calamine walks it (nested chart substreams skipped, up
+/// to its own EOF): the `DIMENSIONS` it reserves for and the bounding box from A1 of the
+/// cells it would lay out densely.
+fn scan_xls_sheet(sheet: &[u8], limits: &Limits) -> Result<(), Unreadable> {
+    let (mut rows, mut cols) = (0u64, 0u64);
+    let mut seen_bof = false;
+    let mut depth = 0usize;
+    for (typ, d) in biff_records(sheet) {
+        if depth > 0 {
+            match typ {
+                BIFF_BOF => depth += 1,
+                BIFF_EOF => depth -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        let cell = match typ {
+            BIFF_BOF if seen_bof => {
+                depth += 1;
+                None
+            }
+            BIFF_BOF => {
+                seen_bof = true;
+                None
+            }
+            BIFF_EOF => break,
+            BIFF_DIMENSIONS => {
+                if let Some((r, c)) = biff_dimensions(d) {
+                    check_cells(r, c, "xls DIMENSIONS record", limits)?;
+                }
+                None
+            }
+            // MulRk: row, first column, …, last column.
+            BIFF_MULRK => le_u16(d, 0).zip(le_u16(d, 2)).map(|(r, c)| (r, c.max(le_u16(d, d.len().saturating_sub(2)).unwrap_or(0)))),
+            t if BIFF_CELLS.contains(&t) => le_u16(d, 0).zip(le_u16(d, 2)),
+            _ => None,
+        };
+        if let Some((r, c)) = cell {
+            rows = rows.max(r + 1);
+            cols = cols.max(c + 1);
+            check_cells(rows, cols, "xls cells", limits)?;
+        }
+    }
+    Ok(())
+}
+
+/// The workbook stream of an .xls, checked before calamine sees it: calamine fills a dense
+/// range over the bounding box of a sheet's cells (a cell at IV65536 next to one at A1 is
+/// 16 million cells) and reserves whatever a `DIMENSIONS` record claims (up to 2^32 rows), and
+/// a failed allocation aborts the process rather than panicking. Sheets are found as calamine
+/// finds them, from the offsets in the `BOUNDSHEET` records.
+fn checked_xls_stream(data: &[u8], limits: &Limits) -> Result<Vec<u8>, Unreadable> {
+    let stream = std::panic::catch_unwind(|| {
+        let mut cf = cfb::CompoundFile::open(Cursor::new(data)).ok()?;
+        let path = ["/Workbook", "/Book"].into_iter().find(|p| cf.is_stream(p))?;
+        let mut stream = Vec::new();
+        cf.open_stream(path).ok()?.take(limits.max_decompressed_bytes).read_to_end(&mut stream).ok()?;
+        Some(stream)
+    })
+    .ok()
+    .flatten()
+    .ok_or_else(|| corrupt("xls: no readable Workbook stream"))?;
+    let sheets: std::collections::BTreeSet<u64> = biff_records(&stream)
+        .filter(|(typ, _)| *typ == BIFF_BOUNDSHEET)
+        .filter_map(|(_, d)| le_u32(d, 0))
+        .collect();
+    for pos in sheets {
+        if let Some(sheet) = usize::try_from(pos).ok().and_then(|p| stream.get(p..)) {
+            scan_xls_sheet(sheet, limits)?;
+        }
+    }
+    Ok(stream)
+}
+
+/// A compound file holding only `stream` as `Workbook`: what calamine reads instead of the
+/// original, so it sees exactly the records that were checked (its own CFB reader could
+/// otherwise find a different stream in a damaged file).
+fn repacked_xls(stream: &[u8]) -> Result<Vec<u8>, Unreadable> {
+    use std::io::Write;
+    let repack = |e: std::io::Error| corrupt(format!("xls repack: {e}"));
+    let mut cf = cfb::CompoundFile::create_with_version(cfb::Version::V3, Cursor::new(Vec::new())).map_err(repack)?;
+    cf.create_stream("/Workbook").and_then(|mut s| s.write_all(stream)).map_err(repack)?;
+    cf.flush().map_err(repack)?;
+    Ok(cf.into_inner().into_inner())
+}
+
 pub fn read_xls(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
+    let repacked = repacked_xls(&checked_xls_stream(data, limits)?)?;
     let tables = guarded(|| {
-        let mut wb = Xls::new(Cursor::new(data)).map_err(|e| xls_err(&e))?;
+        let mut wb = Xls::new(Cursor::new(repacked.as_slice())).map_err(|e| xls_err(&e))?;
         let mut tables = Vec::new();
         for sheet in wb.sheet_names() {
             let range = wb.worksheet_range(&sheet).map_err(|e| xls_err(&e))?;
