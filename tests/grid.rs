@@ -818,3 +818,98 @@ fn regenerate_fixtures() {
         std::fs::copy(&produced, dir.join(out)).unwrap_or_else(|e| panic!("{out}: {e}"));
     }
 }
+
+// ---------------------------------------------------------------- found by tests/fuzz.rs
+
+#[test]
+fn docx_cells_are_counted_as_padded() {
+    // One row 1000 columns wide, then short rows: padded to a common width the table holds
+    // rows × 1000 cells, which is what max_cells must bound (it used to count 1000 + rows).
+    let wide = tr("", &[tc(r#"<w:gridSpan w:val="1000"/>"#, &["标题"])]);
+    let short = tr("", &[tc("", &["1"])]).repeat(50);
+    let data = docx_with(&format!("<w:tbl>{wide}{short}</w:tbl>"), &[]);
+    let small = Limits { max_cells: 5000, ..Limits::default() };
+    let r = grid::read("附件1.docx", &data, &small, &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
+    let d = grid::read("附件1.docx", &data, &limits(), &none()).unwrap();
+    assert_eq!((only_table(&d).rows.len(), only_table(&d).width()), (51, 1000));
+}
+
+/// The fixture .xls with `edit` applied to its Workbook stream (in a version 3 compound file,
+/// which calamine reads).
+fn xls_with_stream(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut cf = cfb::CompoundFile::open(Cursor::new(fixture("summary.xls"))).unwrap();
+    let mut stream = Vec::new();
+    cf.open_stream("/Workbook").unwrap().read_to_end(&mut stream).unwrap();
+    edit(&mut stream);
+    let mut out = cfb::CompoundFile::create_with_version(cfb::Version::V3, Cursor::new(Vec::new())).unwrap();
+    out.create_stream("/Workbook").unwrap().write_all(&stream).unwrap();
+    out.flush().unwrap();
+    out.into_inner().into_inner()
+}
+
+#[test]
+fn xls_dimension_bombs_refused_before_calamine() {
+    // The unchanged stream still reads.
+    let plain = grid::read("附件2.xls", &xls_with_stream(|_| {}), &limits(), &none()).unwrap();
+    assert!(!only_table(&plain).rows.is_empty());
+    // A Number record at row 65535, column 65535 before the last sheet's EOF: calamine would
+    // fill a dense range of 4 billion cells (the process used to be killed for memory).
+    let far = xls_with_stream(|s| {
+        let eof = s.len() - 4;
+        assert_eq!(&s[eof..], &[0x0A, 0, 0, 0]);
+        let mut number = vec![0x03, 0x02, 14, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
+        number.extend_from_slice(&1.0f64.to_le_bytes());
+        s.splice(eof..eof, number);
+    });
+    let r = grid::read("附件2.xls", &far, &limits(), &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
+    // A DIMENSIONS record claiming 4 billion rows: calamine reserves room for all of them.
+    let dims = xls_with_stream(|s| {
+        let mut i = 0;
+        while i + 4 <= s.len() {
+            let (typ, len) = (u16::from_le_bytes([s[i], s[i + 1]]), u16::from_le_bytes([s[i + 2], s[i + 3]]) as usize);
+            if typ == 0x0200 && len == 14 {
+                s[i + 8..i + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+            }
+            i += 4 + len;
+        }
+    });
+    let r = grid::read("附件2.xls", &dims, &limits(), &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
+}
+
+#[test]
+fn ods_space_and_formula_bombs_refused_before_calamine() {
+    let ods = fixture("summary.ods");
+    let content = |table: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="汇总表">{table}</table:table></office:spreadsheet></office:body></office:document-content>"#
+        )
+    };
+    // `<text:s text:c="N"/>` makes calamine write N spaces, whatever N is.
+    let spaces = content(r#"<table:table-row><table:table-cell office:value-type="string"><text:p>a<text:s text:c="4000000000"/>b</text:p></table:table-cell></table:table-row>"#);
+    let r = grid::read("附件2.ods", &replace_member(&ods, "content.xml", spaces.as_bytes()), &limits(), &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
+    // Cells with a value but no office:value-type (or only a formula) are kept by calamine,
+    // with every empty cell before them: they count like any valued cell.
+    for cell in [r#"office:value="1""#, r#"table:formula="of:=1""#] {
+        let far = content(&format!(
+            r#"<table:table-row table:number-rows-repeated="100000"><table:table-cell table:number-columns-repeated="16383"/><table:table-cell {cell}/></table:table-row>"#
+        ));
+        let r = grid::read("附件2.ods", &replace_member(&ods, "content.xml", far.as_bytes()), &limits(), &none());
+        assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{cell}: {r:?}");
+    }
+}
+
+/// A content.xml cut short inside a cell, after cells left outside any row, made calamine's
+/// ODS reader loop forever (found by tests/fuzz.rs; the file is its input): refused as
+/// corrupt before calamine sees it. Read on a thread so a regression fails instead of hanging.
+#[test]
+fn ods_cut_short_inside_a_cell_is_corrupt_not_a_hang() {
+    let ods = fixture("ods_cut_short_in_cell.ods");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(grid::read("附件2.ods", &ods, &limits(), &none())));
+    let r = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("read_ods returns");
+    assert!(matches!(r, Err(Unreadable::Corrupt { .. })), "{r:?}");
+}

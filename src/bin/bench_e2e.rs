@@ -5,11 +5,18 @@
 //!
 //! ```text
 //! cargo run --release --bin bench-e2e -- [N=1000] [RATE=0]
+//! cargo run --release --bin bench-e2e -- --soak SECS [RATE=5]
 //! ```
 //!
 //! `RATE` is the APPEND pace in mails/s (0 = as fast as one IMAP session goes). Prints total
 //! time, throughput, per-message latency APPEND → reply delivered (p50/p90/p99/max), the reply
 //! count (the exit status is non-zero unless it equals N) and peak memory (VmHWM).
+//!
+//! `--soak SECS`: mail arrives continuously at `RATE` for `SECS` seconds, one in
+//! [`HOSTILE_EVERY`] from the hostile corpus (`fixtures::nasty_mails`); the daemon's memory
+//! (VmRSS) is sampled every [`SAMPLE_EVERY`] and printed as it goes. At the end: every mail
+//! answered once, none left in the inbox, every raw message recorded and no reply waiting,
+//! and the memory trend (the exit status is non-zero unless all hold and memory is flat).
 //!
 //! Needs Dovecot and Postfix installed (`bash tests/mailstack/install.sh`) and root (the stack
 //! stores mail as uid 65534). The stack runs in a fresh `/tmp/mailstack-bench.*` folder on its
@@ -34,18 +41,41 @@ const DOMAIN: &str = "example.test";
 const PASSWORD_ENV: &str = "BENCH_E2E_PASSWORD";
 /// INTERNALDATE of every APPEND: inside the campaign (deadline 2020-09-25), so no `late`.
 const INTERNALDATE: &str = "\"20-Sep-2020 10:00:00 +0800\"";
+/// In a soak, every n-th mail is a hostile one.
+const HOSTILE_EVERY: usize = 10;
+/// In a soak, the memory sampling interval.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// What the run is: a benchmark of N mails, or a soak of a duration.
+#[derive(Clone, Copy)]
+enum Mode {
+    Bench,
+    Soak,
+}
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let n: usize = match args.next().map(|s| s.parse()) {
-        None => 1000,
-        Some(Ok(n)) if n > 0 => n,
+    let mut args = std::env::args().skip(1).peekable();
+    let mode = if args.peek().is_some_and(|a| a == "--soak") {
+        args.next();
+        Mode::Soak
+    } else {
+        Mode::Bench
+    };
+    let first: Option<f64> = match args.next().map(|s| s.parse::<f64>()) {
+        None => None,
+        Some(Ok(v)) if v > 0.0 => Some(v),
         _ => return usage(),
     };
     let rate: f64 = match args.next().map(|s| s.parse()) {
+        None if matches!(mode, Mode::Soak) => 5.0,
         None => 0.0,
         Some(Ok(r)) if r >= 0.0 => r,
         _ => return usage(),
+    };
+    let n = match mode {
+        Mode::Bench => first.map_or(1000, |v| v as usize),
+        Mode::Soak if rate > 0.0 => (first.unwrap_or(300.0) * rate).ceil() as usize,
+        Mode::Soak => return usage(),
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
@@ -53,7 +83,7 @@ fn main() -> ExitCode {
         .init();
     let timeout = Duration::from_secs(std::env::var("BENCH_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(900));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match rt.block_on(bench(n, rate, timeout)) {
+    match rt.block_on(bench(n, rate, timeout, mode)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -65,10 +95,11 @@ fn main() -> ExitCode {
 
 fn usage() -> ExitCode {
     eprintln!("usage: bench-e2e [N=1000] [RATE mails/s, 0 = as fast as possible]");
+    eprintln!("       bench-e2e --soak SECS [RATE mails/s > 0, default 5]");
     ExitCode::from(2)
 }
 
-async fn bench(n: usize, rate: f64, timeout: Duration) -> anyhow::Result<bool> {
+async fn bench(n: usize, rate: f64, timeout: Duration, mode: Mode) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     let t0 = Instant::now();
     let stack = tokio::task::spawn_blocking(Stack::start).await??;
@@ -86,6 +117,23 @@ async fn bench(n: usize, rate: f64, timeout: Duration) -> anyhow::Result<bool> {
         .collect();
     let templates: Vec<Vec<u8>> = units.iter().enumerate().map(|(k, u)| fixtures::submission(u, clients[k % clients.len()])).collect();
     let sizes: Vec<usize> = templates.iter().map(Vec::len).collect();
+    // Hostile mails that get a reply, from the first sender (the over-size one would only
+    // measure the APPEND of 50 MiB).
+    let hostile: Vec<Vec<u8>> = match mode {
+        Mode::Bench => Vec::new(),
+        Mode::Soak => fixtures::nasty_mails(&units[0].sender, &format!("intake@{DOMAIN}"), 0)
+            .into_iter()
+            .filter(|m| m.answered && m.name != "too-large")
+            .map(|m| m.raw)
+            .collect(),
+    };
+    let template = |i: usize| -> &[u8] {
+        if !hostile.is_empty() && i % HOSTILE_EVERY == HOSTILE_EVERY - 1 {
+            &hostile[(i / HOSTILE_EVERY) % hostile.len()]
+        } else {
+            &templates[i % SENDERS]
+        }
+    };
     println!(
         "submissions: {n} from {SENDERS} senders, {:.0} KiB average ({}..{} KiB), {} studios per mail on average",
         sizes.iter().sum::<usize>() as f64 / sizes.len() as f64 / 1024.0,
@@ -122,6 +170,27 @@ async fn bench(n: usize, rate: f64, timeout: Duration) -> anyhow::Result<bool> {
         std::thread::spawn(move || watch_maildirs(&dirs, &delivered, &stop))
     };
 
+    // Memory samples (seconds since the start, VmRSS kB), printed as they come in a soak.
+    let samples: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
+    let sampler = {
+        let samples = samples.clone();
+        let delivered = delivered.clone();
+        let soak = matches!(mode, Mode::Soak);
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(rss) = proc_status("VmRSS") else { return };
+                let at = t0.elapsed().as_secs_f64();
+                samples.lock().unwrap().push((at, rss));
+                if soak {
+                    println!("  t={at:>5.0} s  VmRSS {:>6.1} MiB  replies so far {}", rss as f64 / 1024.0, delivered.lock().unwrap().first.len());
+                }
+            }
+        })
+    };
+
     // APPEND, one IMAP session, recording when each APPEND completed.
     let run_id = format!("{:x}", std::process::id());
     let mut appended: HashMap<String, Instant> = HashMap::with_capacity(n);
@@ -138,7 +207,7 @@ async fn bench(n: usize, rate: f64, timeout: Duration) -> anyhow::Result<bool> {
             bail!("the daemon stopped while mail was being appended: {}", describe((&mut daemon).await));
         }
         let id = format!("bench-{i}-{run_id}@bench.{DOMAIN}");
-        let raw = with_message_id(&templates[i % SENDERS], &format!("<{id}>"));
+        let raw = with_message_id(template(i), &format!("<{id}>"));
         tokio::time::timeout(Duration::from_secs(60), session.append("INBOX", None, Some(INTERNALDATE), &raw))
             .await
             .context("APPEND timed out")?
@@ -227,8 +296,22 @@ async fn bench(n: usize, rate: f64, timeout: Duration) -> anyhow::Result<bool> {
     println!("                      (one process: the VmHWM includes the bench's {SENDERS} templates, {:.1} MiB, and its APPEND buffers)", sizes.iter().sum::<usize>() as f64 / 1048576.0);
     println!("machine:              {} CPUs; SQLite in a temp dir; IMAP and SMTP plain on 127.0.0.1", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     drop(d);
+    sampler.abort();
+    let soak_ok = match mode {
+        Mode::Bench => true,
+        Mode::Soak => {
+            let memory_flat = print_memory_trend(&samples.lock().unwrap());
+            let left = left_behind(&stack, &db_dir.path().join("intake.db"), n).await?;
+            println!("left behind:          {}", if left.is_empty() { "nothing (inbox empty, every mail recorded, no reply waiting, none failed)".into() } else { left.join("; ") });
+            memory_flat && left.is_empty()
+        }
+    };
     drop(stack); // stop.sh, before the exit status is decided
     match outcome {
+        Ok(()) if !soak_ok => {
+            eprintln!("bench-e2e: FAILED: the soak left something behind or memory grew (see above)");
+            Ok(false)
+        }
         Ok(()) if replies == n && d_ok(&delivered) => Ok(true),
         Ok(()) => {
             eprintln!("bench-e2e: FAILED: odd replies (see above)");
@@ -239,6 +322,59 @@ async fn bench(n: usize, rate: f64, timeout: Duration) -> anyhow::Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// Prints the VmRSS samples after the first minute (warm-up: pools, caches, the first
+/// converter) as a trend; flat when the last third of the run stays within 10 % (at least
+/// 4 MiB) of the peak of the middle third.
+fn print_memory_trend(samples: &[(f64, u64)]) -> bool {
+    let warm: Vec<(f64, f64)> = samples.iter().filter(|(t, _)| *t >= 60.0).map(|&(t, kb)| (t, kb as f64 / 1024.0)).collect();
+    if warm.len() < 6 {
+        println!("memory trend:         too short to judge ({} samples after the first minute)", warm.len());
+        return true;
+    }
+    let third = warm.len() / 3;
+    let peak = |xs: &[(f64, f64)]| xs.iter().map(|x| x.1).fold(0.0, f64::max);
+    let (middle, last) = (peak(&warm[third..2 * third]), peak(&warm[2 * third..]));
+    // Least-squares slope, MiB per minute.
+    let n = warm.len() as f64;
+    let (mt, mr) = (warm.iter().map(|x| x.0).sum::<f64>() / n, warm.iter().map(|x| x.1).sum::<f64>() / n);
+    let cov: f64 = warm.iter().map(|x| (x.0 - mt) * (x.1 - mr)).sum();
+    let var: f64 = warm.iter().map(|x| (x.0 - mt).powi(2)).sum();
+    let slope = if var > 0.0 { cov / var * 60.0 } else { 0.0 };
+    let flat = last <= middle + (middle * 0.10).max(4.0);
+    println!(
+        "memory trend:         VmRSS after warm-up {:.1}..{:.1} MiB; peak of the middle third {middle:.1} MiB, of the last third {last:.1} MiB; slope {slope:+.2} MiB/min → {}",
+        warm.iter().map(|x| x.1).fold(f64::MAX, f64::min),
+        peak(&warm),
+        if flat { "flat" } else { "GROWING" }
+    );
+    flat
+}
+
+/// What a soak must not leave: mail in the department inbox, raw messages without a record
+/// or set aside as failed, replies not yet sent.
+async fn left_behind(stack: &Stack, db: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut left = Vec::new();
+    let inbox = stack.maildir(&format!("intake@{DOMAIN}"));
+    let in_inbox: usize = ["new", "cur"].iter().map(|d| std::fs::read_dir(inbox.join(d)).map(|e| e.count()).unwrap_or(0)).sum();
+    if in_inbox > 0 {
+        left.push(format!("{in_inbox} mails still in the inbox"));
+    }
+    let store = studio_intake::store::Store::connect(&format!("sqlite://{}", db.display()), 1).await?;
+    let counts = store.counts().await?;
+    if counts.mails != n as i64 || counts.submissions != n as i64 {
+        left.push(format!("{} raw messages and {} records for {n} mails", counts.mails, counts.submissions));
+    }
+    let failed = store.failed_raws().await?.len();
+    if failed > 0 {
+        left.push(format!("{failed} raw messages set aside as failed"));
+    }
+    let waiting = store.outbox_depth().await?;
+    if waiting > 0 {
+        left.push(format!("{waiting} replies still in the outbox"));
+    }
+    Ok(left)
 }
 
 fn d_ok(d: &Mutex<Delivered>) -> bool {

@@ -327,6 +327,9 @@ impl Walker<'_> {
         let mut trs = Vec::new();
         Self::rows(tbl, &mut trs, "tr", 0);
         let mut grid: Vec<Vec<String>> = Vec::with_capacity(trs.len());
+        // `tidy_rows` pads every row to the widest one, so the table will hold rows × widest
+        // cells however short the other rows are: that is what counts against `max_cells`.
+        let mut widest = 0usize;
         for tr in trs {
             let tr_pr = tr.child("trPr");
             let grid_val = |name: &str| -> usize {
@@ -376,13 +379,16 @@ impl Walker<'_> {
                 }
                 row.push(String::new());
             }
-            self.cells = self.cells.saturating_add(row.len() as u64);
-            if self.cells > self.limits.max_cells {
+            widest = widest.max(row.len());
+            let padded = ((grid.len() + 1) as u64).saturating_mul(widest as u64);
+            if self.cells.saturating_add(padded) > self.limits.max_cells {
                 return Err(bomb(format!("document tables exceed {} cells", self.limits.max_cells)));
             }
             grid.push(row);
         }
         tidy_rows(&mut grid);
+        let width = grid.first().map_or(0, Vec::len);
+        self.cells = self.cells.saturating_add((grid.len() as u64).saturating_mul(width as u64));
         self.depth -= 1;
         Ok(Table { label: String::new(), is_sheet: false, rows: grid })
     }

@@ -327,7 +327,13 @@ fn xls_err(e: &calamine::XlsError) -> Unreadable {
 /// A span found in ODS `content.xml`: sheet name, top-left (row, col), rows, cols.
 type OdsSpan = (String, u64, u64, u64, u64);
 
-/// Scans ODS `content.xml` for the bounding box of valued cells per table (guard) and
+/// Attributes that make calamine keep an ODS cell (and lay out the empty cells before it):
+/// a value of any type, with or without `office:value-type`, or a formula.
+const ODS_VALUE_ATTRS: &[&str] =
+    &["value-type", "value", "string-value", "date-value", "time-value", "boolean-value", "formula"];
+
+/// Scans ODS `content.xml` for the bounding box of valued cells per table (guard), the
+/// spaces `<text:s text:c="…"/>` expands to (calamine writes them all out, unbounded), and
 /// the merged regions (`number-columns-spanned` / `number-rows-spanned`), which calamine
 /// does not report for ODS.
 fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadable> {
@@ -342,15 +348,33 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
     let (mut max_r, mut max_c): (Option<u64>, u64) = (None, 0);
     let mut depth_in_cell = 0usize;
     let cap = 1u64 << 40;
+    let mut spaces: u64 = 0;
+    // Elements open at this point: a content.xml that ends inside one was cut short, and
+    // calamine's ODS reader loops forever on some such ends (found by tests/fuzz.rs).
+    let mut open: u64 = 0;
     loop {
         buf.clear();
         let ev = reader
             .read_event_into(&mut buf)
             .map_err(|e| corrupt(format!("content.xml: {}", truncate(&e.to_string(), 120))))?;
         match ev {
+            Event::Eof if open > 0 => return Err(corrupt("content.xml ends inside an element (the file is cut short)")),
             Event::Eof => break,
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
+                if !empty {
+                    open += 1;
+                }
+                if e.name().as_ref() == "text:s" {
+                    let count = attr_value(e, "c").map_or(Some(1), |v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+                    spaces = spaces.saturating_add(count);
+                    if spaces > limits.max_decompressed_bytes {
+                        return Err(bomb(format!(
+                            "content.xml: <text:s> spaces expand to more than {} bytes",
+                            limits.max_decompressed_bytes
+                        )));
+                    }
+                }
                 if cell.is_some() {
                     if !empty {
                         depth_in_cell += 1;
@@ -377,7 +401,7 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                             .and_then(|v| v.parse::<u64>().ok())
                             .unwrap_or(1)
                             .clamp(1, cap);
-                        let valued = attr_value(e, "value-type").is_some();
+                        let valued = ODS_VALUE_ATTRS.iter().any(|a| attr_value(e, a).is_some());
                         if e.name().as_ref() == "table:table-cell" {
                             let cs = attr_value(e, "number-columns-spanned")
                                 .and_then(|v| v.parse::<u64>().ok())
@@ -409,6 +433,7 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                     }
             }
             Event::End(ref e) => {
+                open = open.saturating_sub(1);
                 if let Some((rep, valued)) = cell {
                     if depth_in_cell > 0 {
                         depth_in_cell -= 1;
