@@ -20,6 +20,7 @@ pub mod digest;
 pub mod fixtures;
 pub mod health;
 pub mod mailbox;
+pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod store;

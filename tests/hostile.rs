@@ -144,6 +144,16 @@ async fn every_nasty_mail_gets_a_finding_or_a_reason_and_the_daemon_goes_on() {
             assert!(verdict == "rejected" || verdict == "accepted", "{}: {verdict}", m.name);
         }
     }
+
+    // Staff see the mails nobody could process in their digest, one line each.
+    let cfg = intake::imap_config(&dept, &db_url, &[&good]);
+    let digest = studio_intake::digest::build(&store, &cfg, chrono::Utc::now()).await.unwrap();
+    let ignored = rows.iter().filter(|r| r.1 == "ignored").count();
+    assert_eq!(ignored, 2, "the over-size mail and the garbage: {rows:?}");
+    assert!(digest.text.contains(&format!("八、需人工查看的邮件（{ignored} 封）")), "{}", digest.text);
+    assert!(digest.text.contains("《超大邮件》"), "{}", digest.text);
+    assert!(digest.text.contains("（无发件人）"), "{}", digest.text);
+    assert!(digest.html.contains("需人工查看的邮件"));
 }
 
 /// A message the core cannot finish in `[limits] process_timeout_secs` (here: a converter

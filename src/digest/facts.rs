@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
 use crate::config::{Config, UnitKind};
 use crate::core::findings::Code;
-use crate::store::{FindingRecord, Store, StudioRow};
+use crate::store::{FindingRecord, Store, StudioRow, UnprocessedMail};
 
 use super::schedule::days_left;
 
@@ -44,6 +44,9 @@ pub struct Facts {
     /// Open findings as (unit, studio, finding), grouped like `studios`.
     pub findings: Vec<(Option<String>, Option<String>, FindingRecord)>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Mails recorded without an outcome or set aside: staff check them by hand (their
+    /// senders were told so).
+    pub unprocessed: Vec<UnprocessedMail>,
     /// Addresses that sent a submission but are listed for no unit (lower-cased, sorted),
     /// with the unit the mail was tied to anyway (from its forms), if any.
     pub unknown_senders: Vec<(String, Option<String>)>,
@@ -195,6 +198,7 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         per_day: store.submissions_per_day(tz).await?,
         findings,
         dead_letters,
+        unprocessed: store.unprocessed_mails().await?,
         unknown_senders: unknown_senders(store, config).await?,
         outbox_depth: store.outbox_depth().await?,
         latest_received,

@@ -104,6 +104,17 @@ fn studio_codes(s: &crate::store::StudioRow) -> String {
     if s.error_codes.is_empty() { "—".into() } else { s.error_codes.join(", ") }
 }
 
+/// Time, sender, subject and reason of a mail staff must check by hand; the subject is
+/// shown as replies quote it (no control or bidi characters, at most 100 characters).
+fn unprocessed_cells(m: &crate::store::UnprocessedMail, tz: Tz) -> [String; 4] {
+    [
+        m.stored_at.with_timezone(&tz).format("%m-%d %H:%M").to_string(),
+        m.sender.clone().unwrap_or_else(|| "（无发件人）".into()),
+        crate::core::report::shown_subject(m.subject.as_deref().unwrap_or_default()),
+        m.reason.clone(),
+    ]
+}
+
 fn sender_label((address, unit): &(String, Option<String>)) -> String {
     match unit {
         Some(u) => format!("{address}（表格所署单位：{u}）"),
@@ -131,7 +142,7 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     let _ = writeln!(o, "  {}", totals_line(f));
     let _ = writeln!(o, "  {}", quota_line(f));
     if f.totals.mails_failed > 0 {
-        let _ = writeln!(o, "  另有 {} 封邮件无法处理，请人工查看。", f.totals.mails_failed);
+        let _ = writeln!(o, "  另有 {} 封邮件无法自动处理，请人工查看（见第八部分）。", f.totals.mails_failed);
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "二、各推荐单位（邮件 / 工作室 / 通过 / 未解决错误 / 最低申报数进度）");
@@ -210,6 +221,15 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
         for s in &f.unknown_senders {
             let _ = writeln!(o, "  {}", sender_label(s));
         }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "八、需人工查看的邮件（{} 封）", f.unprocessed.len());
+    for m in &f.unprocessed {
+        let [time, sender, subject, reason] = unprocessed_cells(m, tz);
+        let _ = writeln!(o, "  {time} {sender} 《{subject}》：{reason}");
+    }
+    if f.unprocessed.is_empty() {
+        let _ = writeln!(o, "  无");
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "附件：{}（第1页按推荐单位分组、组内按序号排列；第2页为未解决问题）。", super::xlsx::TITLE);
@@ -360,7 +380,7 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
         ),
     );
     if t.mails_failed > 0 {
-        para(&mut o, &format!("另有 {} 封邮件无法处理，请人工查看。", t.mails_failed), "color:#c00000;");
+        para(&mut o, &format!("另有 {} 封邮件无法自动处理，请人工查看（见第八部分）。", t.mails_failed), "color:#c00000;");
     }
 
     // Units.
@@ -476,6 +496,20 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     heading(&mut o, &format!("七、未登记的发件地址（{} 个）", f.unknown_senders.len()));
     let senders: Vec<String> = f.unknown_senders.iter().map(sender_label).collect();
     para(&mut o, &if senders.is_empty() { "无".to_owned() } else { senders.join("；") }, "");
+
+    heading(&mut o, &format!("八、需人工查看的邮件（{} 封）", f.unprocessed.len()));
+    if f.unprocessed.is_empty() {
+        para(&mut o, "无", "");
+    } else {
+        let mut inner = String::new();
+        table_open(&mut inner);
+        th_row(&mut inner, &["收到时间", "发件人", "主题", "原因"]);
+        for m in &f.unprocessed {
+            td_row(&mut inner, &unprocessed_cells(m, tz).map(|c| esc(&c)), true);
+        }
+        inner.push_str("</table>");
+        block(&mut o, &inner);
+    }
 
     heading(&mut o, "未解决问题");
     if f.findings.is_empty() {

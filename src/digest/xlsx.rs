@@ -25,7 +25,8 @@ pub const HEADER_TOP: [&str; 4] = ["序号", "创新工作室所属单位名称"
 /// The two spanning headers of row 3: E–H and I–P.
 pub const HEADER_LEADER: &str = "创新工作室负责人（带头人）基本情况";
 pub const HEADER_WORK: &str = "创新工作室工作开展基本情况";
-/// Row 4 of 附件2, columns E–P, exactly as in the notice.
+/// Row 4 of 附件2, columns E–P, exactly as in the notice (the parser's
+/// `SUMMARY_COLUMNS` holds the shorter labels it matches and findings quote).
 pub const HEADER_SUB: [&str; 12] = [
     "姓名",
     "工作单位及职务",

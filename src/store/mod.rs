@@ -120,6 +120,17 @@ pub struct FailedRaw {
     pub stored_at: DateTime<Utc>,
 }
 
+/// A mail staff must look at by hand: recorded without an outcome (`ignored`: over the size
+/// limit, not a message, the core failed on it) or set aside after repeated failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnprocessedMail {
+    pub raw_id: i64,
+    pub stored_at: DateTime<Utc>,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub reason: String,
+}
+
 /// What the core decided about one message, flattened for storage.
 #[derive(Debug, Clone)]
 pub struct SubmissionRecord {

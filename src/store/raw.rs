@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{
-    Backend, FailedRaw, MAX_RAW_ATTEMPTS, NewRaw, PutRaw, RawMessage, Store, delta, join_fixed, parse_ts,
-    sha256_hex, split_fixed, ts,
+    Backend, FailedRaw, MAX_RAW_ATTEMPTS, NewRaw, PutRaw, RawMessage, Store, UnprocessedMail, delta, join_fixed,
+    parse_ts, sha256_hex, split_fixed, ts,
 };
 
 const CLAIM_RAW_SQLITE: &str = "\
@@ -196,6 +196,30 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Mails staff must look at by hand, oldest first: see [`UnprocessedMail`].
+    pub async fn unprocessed_mails(&self) -> anyhow::Result<Vec<UnprocessedMail>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.stored_at, s.sender, s.subject, COALESCE(s.ignored_reason, r.last_error, r.status) AS reason
+             FROM raw_messages r LEFT JOIN submissions s ON s.raw_id = r.id
+             WHERE s.verdict = 'ignored' OR r.status = 'failed'
+             ORDER BY r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let stored_at: String = row.try_get("stored_at")?;
+                Ok(UnprocessedMail {
+                    raw_id: row.try_get("id")?,
+                    stored_at: parse_ts(&stored_at)?,
+                    sender: row.try_get("sender")?,
+                    subject: row.try_get("subject")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     /// Raw messages set aside after too many failed attempts, oldest first.
