@@ -31,7 +31,12 @@ if ! (command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432); t
 fi
 export INTAKE_TEST_PG_URL="$pg_url"
 
-echo "== cargo test"
+# tests/fuzz.rs: seeded by the commit, so a run can be replayed exactly and each commit
+# explores inputs of its own. FUZZ_SEED overrides; FUZZ_SECS (15) is the budget per target.
+if [ -z "${FUZZ_SEED:-}" ] && head=$(git rev-parse HEAD 2>/dev/null); then
+  export FUZZ_SEED=$((16#${head:0:15}))
+fi
+echo "== cargo test (FUZZ_SEED=${FUZZ_SEED:-clock})"
 # Each test binary starts its own Dovecot + Postfix on a port block of its own and stops it
 # when it exits (tests/support/mailstack.rs).
 cargo test --all-targets --locked 2>&1
