@@ -672,6 +672,31 @@ fn xlsx_dimension_bomb_refused_before_calamine() {
     assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{r:?}");
 }
 
+/// Declared sizes calamine allocates for: the shared-string table's `uniqueCount`
+/// (2147483647 asked for 96 GiB and aborted the process: found by tests/fuzz.rs), and, to be
+/// safe, a shared formula's index `si` and its `ref` range.
+#[test]
+fn xlsx_declared_size_bombs_refused_before_calamine() {
+    let base = summary_xlsx();
+    for f in [r#"<f t="shared" si="2147483646" ref="A1:A2">1+1</f>"#, r#"<f t="shared" si="0" ref="A1:XFD1048576">1+1</f>"#] {
+        let sheet = format!(
+            r#"<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1">{f}<v>2</v></c></row></sheetData></worksheet>"#
+        );
+        let data = replace_member(&base, "xl/worksheets/sheet1.xml", sheet.as_bytes());
+        let r = grid::read("附件2.xlsx", &data, &limits(), &none());
+        assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "{f}: {r:?}");
+    }
+    // The shared-string table's declared size, which calamine reserves up front.
+    let sst = r#"<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="2147483647"><si><t>x</t></si></sst>"#;
+    let data = replace_member(&base, "xl/sharedStrings.xml", sst.as_bytes());
+    let r = grid::read("附件2.xlsx", &data, &limits(), &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "uniqueCount: {r:?}");
+    // An ordinary shared formula still reads.
+    let sheet = r#"<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1"><f t="shared" si="0" ref="A1:A2">1+1</f><v>2</v></c></row><row r="2"><c r="A2"><f t="shared" si="0"/><v>2</v></c></row></sheetData></worksheet>"#;
+    let data = replace_member(&base, "xl/worksheets/sheet1.xml", sheet.as_bytes());
+    assert!(grid::read("附件2.xlsx", &data, &limits(), &none()).is_ok());
+}
+
 #[test]
 fn encrypted_office_files() {
     let data = cfb_with(&[("EncryptionInfo", &[4, 0, 4, 0][..]), ("EncryptedPackage", &[0u8; 600][..])]);

@@ -29,10 +29,28 @@ enum Ns {
 #[derive(Debug)]
 struct Node {
     ns: Ns,
-    name: Box<str>,
-    /// The `w:val` attribute (or an unprefixed `val`).
+    /// The local name when it is one the walk looks at ([`KNOWN`]), else `"?"`: no
+    /// allocation per element.
+    name: &'static str,
+    /// The `w:val` attribute (or an unprefixed `val`), read only where [`WITH_VAL`] says.
     val: Option<Box<str>>,
     children: Vec<Child>,
+}
+
+/// Every local name the walk below compares against (W and MC namespaces).
+const KNOWN: &[&str] = &[
+    "document", "body", "p", "r", "t", "tab", "ptab", "br", "cr", "noBreakHyphen", "txbxContent", "tbl", "tr",
+    "tc", "trPr", "tcPr", "gridSpan", "vMerge", "gridBefore", "gridAfter", "sdt", "sdtContent", "customXml", "ins",
+    "moveTo", "smartTag", "AlternateContent", "Choice", "Fallback",
+];
+/// Elements whose `val` the walk reads.
+const WITH_VAL: &[&str] = &["gridSpan", "vMerge", "gridBefore", "gridAfter"];
+/// Empty elements that carry something (text breaks, table properties, cells); any other
+/// empty element is dropped while parsing (proofErr, bookmarks, lastRenderedPageBreak …).
+const KEPT_EMPTY: &[&str] = &["tab", "ptab", "br", "cr", "noBreakHyphen", "gridSpan", "vMerge", "gridBefore", "gridAfter", "tc", "tr", "tbl"];
+
+fn known(local: &str) -> &'static str {
+    KNOWN.iter().find(|k| **k == local).copied().unwrap_or("?")
 }
 
 #[derive(Debug)]
@@ -43,7 +61,7 @@ enum Child {
 
 impl Node {
     fn is(&self, name: &str) -> bool {
-        self.ns == Ns::W && &*self.name == name
+        self.ns == Ns::W && self.name == name
     }
     fn elements(&self) -> impl Iterator<Item = &Node> {
         self.children.iter().filter_map(|c| match c {
@@ -55,14 +73,14 @@ impl Node {
         self.elements().find(|n| n.is(name))
     }
     fn is_alternate_content(&self) -> bool {
-        self.ns == Ns::Mc && &*self.name == "AlternateContent"
+        self.ns == Ns::Mc && self.name == "AlternateContent"
     }
     /// The one branch of `mc:AlternateContent` we read: the first `mc:Choice`, else the
     /// `mc:Fallback` (never both: they carry the same text).
     fn chosen_branch(&self) -> Option<&Node> {
         self.elements()
-            .find(|n| n.ns == Ns::Mc && &*n.name == "Choice")
-            .or_else(|| self.elements().find(|n| n.ns == Ns::Mc && &*n.name == "Fallback"))
+            .find(|n| n.ns == Ns::Mc && n.name == "Choice")
+            .or_else(|| self.elements().find(|n| n.ns == Ns::Mc && n.name == "Fallback"))
     }
 }
 
@@ -79,8 +97,7 @@ fn skipped(name: &str) -> bool {
 fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
     let mut reader = quick_xml::NsReader::from_reader(xml);
     let mut buf = Vec::new();
-    let mut stack: Vec<Node> =
-        vec![Node { ns: Ns::Other, name: "#root".into(), val: None, children: Vec::new() }];
+    let mut stack: Vec<Node> = vec![Node { ns: Ns::Other, name: "?", val: None, children: Vec::new() }];
     // Depth inside a skipped subtree (0 = not skipping).
     let mut skip = 0usize;
     loop {
@@ -118,17 +135,19 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                     }
                     continue;
                 }
-                let val = e
-                    .attributes()
-                    .flatten()
-                    .find(|a| a.key.local_name().as_ref() == "val")
-                    .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).as_ref().into());
-                let node = Node {
-                    ns,
-                    name: local.as_ref().into(),
-                    val,
-                    children: Vec::new(),
+                let name = if ns == Ns::Other { "?" } else { known(local.as_ref()) };
+                if empty && !(ns == Ns::W && KEPT_EMPTY.contains(&name)) {
+                    continue;
+                }
+                let val = if ns == Ns::W && WITH_VAL.contains(&name) {
+                    e.attributes()
+                        .flatten()
+                        .find(|a| a.key.local_name().as_ref() == "val")
+                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).as_ref().into())
+                } else {
+                    None
                 };
+                let node = Node { ns, name, val, children: Vec::new() };
                 if empty {
                     if let Some(top) = stack.last_mut() {
                         top.children.push(Child::El(node));
@@ -149,9 +168,17 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                     return Err(corrupt("document.xml: unbalanced end tag"));
                 }
                 if let Some(node) = stack.pop()
-                    && let Some(top) = stack.last_mut() {
+                    && let Some(top) = stack.last_mut()
+                {
+                    if node.is("t") {
+                        // A run's text goes to its parent directly: one node less per run.
+                        top.children.extend(node.children);
+                    } else if !node.children.is_empty() || node.val.is_some() || (node.ns == Ns::W && KEPT_EMPTY.contains(&node.name)) {
                         top.children.push(Child::El(node));
                     }
+                    // Else an element with nothing in it that the walk reads: dropped, as
+                    // an empty one is.
+                }
             }
             Event::Text(ref t) if skip == 0 => {
                 if let Some(top) = stack.last_mut()
@@ -295,7 +322,7 @@ impl Walker<'_> {
                     self.items(b, out)?;
                 }
             } else if child.ns == Ns::W
-                && matches!(&*child.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo" | "smartTag")
+                && matches!(child.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo" | "smartTag")
             {
                 self.items(child, out)?;
             }
@@ -312,7 +339,7 @@ impl Walker<'_> {
         for c in node.elements() {
             if c.is(tag) {
                 out.push(c);
-            } else if c.ns == Ns::W && matches!(&*c.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo")
+            } else if c.ns == Ns::W && matches!(c.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo")
             {
                 Self::rows(c, out, tag, depth + 1);
             } else if c.is_alternate_content()
@@ -437,16 +464,16 @@ fn inline<'n>(node: &'n Node, out: &mut String, boxes: &mut Vec<&'n Node>, depth
         return;
     }
     for c in &node.children {
-        let Child::El(n) = c else { continue };
+        let n = match c {
+            // The text of a `w:t`, which the parser hands to the element around it.
+            Child::Text(s) => {
+                out.push_str(s);
+                continue;
+            }
+            Child::El(n) => n,
+        };
         if n.ns == Ns::W {
-            match &*n.name {
-                "t" => {
-                    for t in &n.children {
-                        if let Child::Text(s) = t {
-                            out.push_str(s);
-                        }
-                    }
-                }
+            match n.name {
                 "tab" | "ptab" => out.push('\t'),
                 "br" | "cr" => out.push('\n'),
                 "noBreakHyphen" => out.push('-'),

@@ -47,8 +47,9 @@ fn attr_value(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<Stri
         .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).into_owned())
 }
 
-/// Scans one worksheet part: its `<dimension ref>` and the positions of all cells that hold
-/// a value, refusing anything whose bounding box from A1 exceeds `max_cells`.
+/// Scans one XML part of a workbook: a worksheet's `<dimension ref>` and the positions of
+/// all cells that hold a value, refusing anything whose bounding box from A1 exceeds
+/// `max_cells`; the shared-string count; shared formulas.
 fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), Unreadable> {
     let mut reader = quick_xml::Reader::from_reader(BufReader::new(part));
     let mut buf = Vec::new();
@@ -69,6 +70,18 @@ fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), 
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(ev, Event::Empty(_));
                 match e.local_name().as_ref() {
+                    // calamine reserves room for `uniqueCount` strings up front (2147483647
+                    // asked for 96 GiB and aborted the process: found by tests/fuzz.rs).
+                    "sst" => {
+                        for attr in ["uniqueCount", "count"] {
+                            if let Some(v) = attr_value(e, attr) {
+                                let n = v.trim().parse::<u64>().unwrap_or(u64::MAX);
+                                if n > limits.max_cells {
+                                    return Err(bomb(format!("{name}: {attr}={} over {} strings", truncate(&v, 20), limits.max_cells)));
+                                }
+                            }
+                        }
+                    }
                     "dimension" => {
                         if let Some(r) = attr_value(e, "ref") {
                             let end = r.rsplit(':').next().unwrap_or("");
@@ -100,6 +113,9 @@ fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), 
                         max_r = Some(max_r.map_or(row, |m| m.max(row)));
                         max_c = max_c.max(col);
                         check_cells(row + 1, max_c + 1, &format!("{name} cell data"), limits)?;
+                        if e.local_name().as_ref() == "f" {
+                            check_shared_formula(e, name, limits)?;
+                        }
                     }
                     _ => {}
                 }
@@ -118,6 +134,26 @@ fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), 
     Ok(())
 }
 
+/// A shared formula's index `si` sizes a table calamine allocates (`si` = 2147483646 asked
+/// for 48 GiB and aborted the process: found by tests/fuzz.rs), and its `ref` range is
+/// expanded cell by cell: both must stay within `max_cells`.
+fn check_shared_formula(e: &quick_xml::events::BytesStart<'_>, name: &str, limits: &Limits) -> Result<(), Unreadable> {
+    if let Some(si) = attr_value(e, "si") {
+        let index = si.trim().parse::<u64>().unwrap_or(u64::MAX);
+        if index >= limits.max_cells {
+            return Err(bomb(format!("{name}: shared formula index {} over {}", truncate(&si, 20), limits.max_cells)));
+        }
+    }
+    if let Some(range) = attr_value(e, "ref") {
+        for end in range.split(':') {
+            if let Some((r, c)) = parse_cell_ref(end) {
+                check_cells(r + 1, c + 1, &format!("{name} shared formula range {}", truncate(&range, 40)), limits)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn open_verified<'a>(data: &'a [u8], limits: &Limits) -> Result<(Zip<'a>, Vec<String>), Unreadable> {
     let mut zip = pkg::open(data)?;
     pkg::verify(&mut zip, limits)?;
@@ -131,8 +167,9 @@ pub fn read_xlsx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
     let mut zip = pkg::open(data)?;
     let parts = pkg::verify_and_read(&mut zip, limits)?;
     let names = pkg::names(&zip);
+    // Every XML part, not only xl/: the workbook's relationships may put its parts anywhere.
     for (name, bytes) in &parts {
-        if name.starts_with("xl/") && name.ends_with(".xml") {
+        if name.ends_with(".xml") {
             scan_xlsx_sheet(bytes.as_slice(), name, limits)?;
         }
     }
@@ -403,12 +440,15 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                             .clamp(1, cap);
                         let valued = ODS_VALUE_ATTRS.iter().any(|a| attr_value(e, a).is_some());
                         if e.name().as_ref() == "table:table-cell" {
+                            // A span of 0 (fuzzed, or a broken writer) means no span.
                             let cs = attr_value(e, "number-columns-spanned")
                                 .and_then(|v| v.parse::<u64>().ok())
-                                .unwrap_or(1);
+                                .unwrap_or(1)
+                                .max(1);
                             let rs = attr_value(e, "number-rows-spanned")
                                 .and_then(|v| v.parse::<u64>().ok())
-                                .unwrap_or(1);
+                                .unwrap_or(1)
+                                .max(1);
                             if (cs > 1 || rs > 1) && spans.len() < 100_000 {
                                 spans.push((table.clone(), row, col, rs.min(cap), cs.min(cap)));
                             }
