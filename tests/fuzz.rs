@@ -303,6 +303,10 @@ fn fuzz<I: Input>(
             let i = only.unwrap_or(iterations);
             let mut rng = Rng::for_iteration(seed, i);
             let input = generate(&mut rng);
+            if only.is_some() {
+                // A replay writes its input out, to look at (a slow one, say) outside the run.
+                println!("fuzz {target}: {} input written to {}", input.note(), save_failure(target, seed, i, &input.to_bytes()));
+            }
             busy_iteration.store(i, Ordering::Relaxed);
             busy_since.store(started.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
             let t0 = Instant::now();
@@ -1629,14 +1633,11 @@ fn mutate_attachment(rng: &mut Rng, name: &str, data: &mut Vec<u8>, partners: &[
                 }
                 if rng.chance(4) {
                     // A zip inside the zip.
-                    let inner = fixtures::zip_archive(&members, rng.chance(2));
+                    let inner = zip_of(&mut members, rng.chance(2));
                     members.push(("内层.zip".into(), inner));
                 }
             }
-            // The fixture zip writer refuses a name twice.
-            let mut names = std::collections::HashSet::new();
-            members.retain(|(name, _)| names.insert(name.clone()));
-            *data = fixtures::zip_archive(&members, rng.chance(2));
+            *data = zip_of(&mut members, rng.chance(2));
             return;
         }
     } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png") {
@@ -2094,4 +2095,12 @@ fn whole_pipeline() {
             Ok(())
         },
     );
+}
+
+/// A zip of `members` by the fixture writer, which refuses a name twice: later copies of a
+/// name are dropped first.
+fn zip_of(members: &mut Vec<(String, Vec<u8>)>, gbk_names: bool) -> Vec<u8> {
+    let mut names = std::collections::HashSet::new();
+    members.retain(|(name, _)| names.insert(name.clone()));
+    fixtures::zip_archive(members, gbk_names)
 }

@@ -697,6 +697,40 @@ fn xlsx_declared_size_bombs_refused_before_calamine() {
     assert!(grid::read("附件2.xlsx", &data, &limits(), &none()).is_ok());
 }
 
+/// Rows inside a cell (a fuzzed file): calamine laid out about 1 GB for them while the cell
+/// scan, which skips what is inside a cell, saw nothing. Refused as corrupt, as is a cell
+/// outside any row.
+#[test]
+fn ods_rows_inside_a_cell_are_corrupt() {
+    let r = grid::read("附件2.ods", &fixture("ods_rows_inside_a_cell.ods"), &limits(), &none());
+    assert!(matches!(r, Err(Unreadable::Corrupt { .. })), "{r:?}");
+}
+
+/// calamine lays out every sheet densely: sheets each under `max_cells` that together are over
+/// it are refused (found by tests/fuzz.rs: an .ods with its table copied many times).
+#[test]
+fn many_sheets_together_over_the_cell_limit_are_refused() {
+    let small = Limits { max_cells: 100_000, ..Limits::default() };
+    // xlsx: six sheets, each with one cell at row 200, column 100 (20,000 cells laid out).
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    for _ in 0..6 {
+        wb.add_worksheet().write_string(199, 99, "x").unwrap();
+    }
+    let xlsx = wb.save_to_buffer().unwrap();
+    assert!(grid::read("附件2.xlsx", &xlsx, &Limits { max_cells: 130_000, ..Limits::default() }, &none()).is_ok(), "six sheets fit 130,000");
+    let r = grid::read("附件2.xlsx", &xlsx, &small, &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "xlsx: {r:?}");
+    // ods: the same table six times.
+    let table = r#"<table:table table:name="T"><table:table-row table:number-rows-repeated="199"><table:table-cell/></table:table-row><table:table-row><table:table-cell table:number-columns-repeated="99"/><table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell></table:table-row></table:table>"#;
+    let content = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet>{}</office:spreadsheet></office:body></office:document-content>"#,
+        table.repeat(6)
+    );
+    let ods = replace_member(&fixture("summary.ods"), "content.xml", content.as_bytes());
+    let r = grid::read("附件2.ods", &ods, &small, &none());
+    assert!(matches!(r, Err(Unreadable::ArchiveBomb { .. })), "ods: {r:?}");
+}
+
 #[test]
 fn encrypted_office_files() {
     let data = cfb_with(&[("EncryptionInfo", &[4, 0, 4, 0][..]), ("EncryptedPackage", &[0u8; 600][..])]);

@@ -50,7 +50,9 @@ fn attr_value(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<Stri
 /// Scans one XML part of a workbook: a worksheet's `<dimension ref>` and the positions of
 /// all cells that hold a value, refusing anything whose bounding box from A1 exceeds
 /// `max_cells`; the shared-string count; shared formulas.
-fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), Unreadable> {
+/// Returns the cells calamine will lay out for the part (the bounding box from A1 of its
+/// valued cells), which the caller adds up over all sheets.
+fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<u64, Unreadable> {
     let mut reader = quick_xml::Reader::from_reader(BufReader::new(part));
     let mut buf = Vec::new();
     let mut in_sheet_data = false;
@@ -128,8 +130,21 @@ fn scan_xlsx_sheet<R: Read>(part: R, name: &str, limits: &Limits) -> Result<(), 
             _ => {}
         }
     }
-    if let Some(r) = max_r {
-        check_cells(r + 1, max_c + 1, name, limits)?;
+    match max_r {
+        Some(r) => {
+            check_cells(r + 1, max_c + 1, name, limits)?;
+            Ok((r + 1).saturating_mul(max_c + 1))
+        }
+        None => Ok(0),
+    }
+}
+
+/// calamine lays out every sheet densely: the sheets of one workbook together stay within
+/// `max_cells` too (a thousand sheets each just under the limit would not).
+fn add_sheet_cells(total: &mut u64, cells: u64, limits: &Limits) -> Result<(), Unreadable> {
+    *total = total.saturating_add(cells);
+    if *total > limits.max_cells {
+        return Err(bomb(format!("the sheets together hold more than {} cells", limits.max_cells)));
     }
     Ok(())
 }
@@ -168,9 +183,11 @@ pub fn read_xlsx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
     let parts = pkg::verify_and_read(&mut zip, limits)?;
     let names = pkg::names(&zip);
     // Every XML part, not only xl/: the workbook's relationships may put its parts anywhere.
+    let mut total = 0;
     for (name, bytes) in &parts {
         if name.ends_with(".xml") {
-            scan_xlsx_sheet(bytes.as_slice(), name, limits)?;
+            let cells = scan_xlsx_sheet(bytes.as_slice(), name, limits)?;
+            add_sheet_cells(&mut total, cells, limits)?;
         }
     }
     let repacked = pkg::stored_zip(&parts)?;
@@ -253,8 +270,8 @@ fn biff_dimensions(d: &[u8]) -> Option<(u64, u64)> {
 
 /// One sheet substream, walked as calamine walks it (nested chart substreams skipped, up
 /// to its own EOF): the `DIMENSIONS` it reserves for and the bounding box from A1 of the
-/// cells it would lay out densely.
-fn scan_xls_sheet(sheet: &[u8], limits: &Limits) -> Result<(), Unreadable> {
+/// cells it would lay out densely, which it returns.
+fn scan_xls_sheet(sheet: &[u8], limits: &Limits) -> Result<u64, Unreadable> {
     let (mut rows, mut cols) = (0u64, 0u64);
     let mut seen_bof = false;
     let mut depth = 0usize;
@@ -294,7 +311,7 @@ fn scan_xls_sheet(sheet: &[u8], limits: &Limits) -> Result<(), Unreadable> {
             check_cells(rows, cols, "xls cells", limits)?;
         }
     }
-    Ok(())
+    Ok(rows.saturating_mul(cols))
 }
 
 /// The workbook stream of an .xls, checked before calamine sees it: calamine fills a dense
@@ -313,14 +330,25 @@ fn checked_xls_stream(data: &[u8], limits: &Limits) -> Result<Vec<u8>, Unreadabl
     .ok()
     .flatten()
     .ok_or_else(|| corrupt("xls: no readable Workbook stream"))?;
-    let sheets: std::collections::BTreeSet<u64> = biff_records(&stream)
+    // Every BOUNDSHEET record is a sheet calamine reads, also when two point at the same
+    // offset: each counts against the workbook's total.
+    let sheets: Vec<u64> = biff_records(&stream)
         .filter(|(typ, _)| *typ == BIFF_BOUNDSHEET)
         .filter_map(|(_, d)| le_u32(d, 0))
         .collect();
+    let mut total = 0;
+    let mut scanned: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     for pos in sheets {
-        if let Some(sheet) = usize::try_from(pos).ok().and_then(|p| stream.get(p..)) {
-            scan_xls_sheet(sheet, limits)?;
-        }
+        let cells = match scanned.get(&pos) {
+            Some(&cells) => cells,
+            None => {
+                let sheet = usize::try_from(pos).ok().and_then(|p| stream.get(p..)).unwrap_or_default();
+                let cells = scan_xls_sheet(sheet, limits)?;
+                scanned.insert(pos, cells);
+                cells
+            }
+        };
+        add_sheet_cells(&mut total, cells, limits)?;
     }
     Ok(stream)
 }
@@ -386,6 +414,9 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
     let mut depth_in_cell = 0usize;
     let cap = 1u64 << 40;
     let mut spaces: u64 = 0;
+    let mut in_row = false;
+    // Cells of the tables read so far (see `add_sheet_cells`).
+    let mut total: u64 = 0;
     // Elements open at this point: a content.xml that ends inside one was cut short, and
     // calamine's ODS reader loops forever on some such ends (found by tests/fuzz.rs).
     let mut open: u64 = 0;
@@ -412,11 +443,24 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                         )));
                     }
                 }
+                let name = e.name();
+                let structural = matches!(
+                    name.as_ref(),
+                    "table:table" | "table:table-row" | "table:table-cell" | "table:covered-table-cell"
+                );
                 if cell.is_some() {
+                    // calamine and this scan would disagree on rows or cells inside a cell
+                    // (a fuzzed file made calamine lay out 1 GB that this scan never saw).
+                    if structural {
+                        return Err(corrupt("content.xml: a table, row or cell inside a cell"));
+                    }
                     if !empty {
                         depth_in_cell += 1;
                     }
                     continue;
+                }
+                if matches!(name.as_ref(), "table:table-cell" | "table:covered-table-cell") && !in_row {
+                    return Err(corrupt("content.xml: a cell outside any row"));
                 }
                 match e.name().as_ref() {
                     "table:table" => {
@@ -424,6 +468,7 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                         row = 0;
                     }
                     "table:table-row" => {
+                        in_row = !empty;
                         row_rep = attr_value(e, "number-rows-repeated")
                             .and_then(|v| v.parse::<u64>().ok())
                             .unwrap_or(1)
@@ -487,9 +532,12 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                     continue;
                 }
                 if e.name().as_ref() == "table:table-row" {
+                    in_row = false;
                     row = row.saturating_add(row_rep);
                 } else if e.name().as_ref() == "table:table" {
-                    max_r = None;
+                    if let Some(r) = max_r.take() {
+                        add_sheet_cells(&mut total, (r + 1).saturating_mul(max_c + 1), limits)?;
+                    }
                     max_c = 0;
                 }
             }
@@ -618,9 +666,9 @@ fn to_table(
 
 /// Text of one spreadsheet cell (see [`Table::rows`]).
 pub fn cell_text(v: &Data) -> String {
-    match v {
+    let text = match v {
         Data::Empty => String::new(),
-        Data::String(s) => s.replace("\r\n", "\n").trim().to_string(),
+        Data::String(s) => s.replace("\r\n", "\n"),
         Data::Int(i) => i.to_string(),
         Data::Float(f) => format_number(*f),
         Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
@@ -634,6 +682,11 @@ pub fn cell_text(v: &Data) -> String {
         }
         Data::DateTimeIso(s) => format_iso_datetime(s),
         Data::DurationIso(s) => s.clone(),
+    };
+    // Every kind trimmed: ISO values and error texts come from the file as written.
+    match text.trim() {
+        t if t.len() == text.len() => text,
+        t => t.to_owned(),
     }
 }
 
