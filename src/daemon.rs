@@ -290,7 +290,7 @@ async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<Fix
         subject: String::new(),
         received_at,
         verdict: "ignored".into(),
-        ignored_reason: Some(e.to_string()),
+        ignored_reason: Some(format!("不是有效的邮件：{e}")),
         studios: vec![],
         findings: vec![],
         summary_table: false,

@@ -211,9 +211,10 @@ pub enum Unprocessed {
 
 impl std::fmt::Display for Unprocessed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A Chinese lead for the staff digest, then the detail for whoever debugs it.
         match self {
-            Unprocessed::TooLarge { size, limit } => write!(f, "{size} bytes, over the limit of {limit} bytes"),
-            Unprocessed::Failed { reason } => write!(f, "processing failed: {reason}"),
+            Unprocessed::TooLarge { size, limit } => write!(f, "邮件过大：{size} bytes, over the limit of {limit} bytes"),
+            Unprocessed::Failed { reason } => write!(f, "系统未能处理：processing failed: {reason}"),
         }
     }
 }
