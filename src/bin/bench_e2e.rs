@@ -263,6 +263,13 @@ async fn bench(n: usize, rate: f64, timeout: Duration, mode: Mode) -> anyhow::Re
         }
     }
 
+    sampler.abort();
+    // What a soak must not leave, read before the figures (no lock held across the await).
+    let left = match mode {
+        Mode::Bench => Vec::new(),
+        Mode::Soak => left_behind(&stack, &db_dir.path().join("intake.db"), n).await?,
+    };
+
     // Figures.
     let d = delivered.lock().unwrap();
     let mut lat: Vec<f64> = appended.iter().filter_map(|(id, t)| d.first.get(id).map(|r| r.at.saturating_duration_since(*t).as_secs_f64())).collect();
@@ -298,12 +305,10 @@ async fn bench(n: usize, rate: f64, timeout: Duration, mode: Mode) -> anyhow::Re
     println!("                      (one process: the VmHWM includes the bench's {SENDERS} templates, {:.1} MiB, and its APPEND buffers)", sizes.iter().sum::<usize>() as f64 / 1048576.0);
     println!("machine:              {} CPUs; SQLite in a temp dir; IMAP and SMTP plain on 127.0.0.1", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     drop(d);
-    sampler.abort();
     let soak_ok = match mode {
         Mode::Bench => true,
         Mode::Soak => {
             let memory_flat = print_memory_trend(&samples.lock().unwrap());
-            let left = left_behind(&stack, &db_dir.path().join("intake.db"), n).await?;
             println!("left behind:          {}", if left.is_empty() { "nothing (inbox empty, every mail recorded, no reply waiting, none failed)".into() } else { left.join("; ") });
             memory_flat && left.is_empty()
         }
