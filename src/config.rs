@@ -502,7 +502,6 @@ impl Config {
             .map_err(|_| ConfigError::Invalid(format!("unknown time zone {:?}", self.campaign.timezone)))
     }
 
-    /// The unit that owns a sender address, if configured.
     /// How long the mailbox may go without contact before `/healthz` calls it stale: the
     /// configured `[health] mailbox_stale_secs`, else twice the longest wait between two
     /// contacts (the IDLE renewal for IMAP, the poll interval otherwise) plus two command
@@ -518,6 +517,7 @@ impl Config {
         std::time::Duration::from_secs(secs)
     }
 
+    /// The unit that owns a sender address, if configured.
     pub fn unit_of_sender(&self, address: &str) -> Option<&Unit> {
         self.units.iter().find(|u| u.senders.iter().any(|s| s.eq_ignore_ascii_case(address)))
     }
@@ -609,6 +609,20 @@ mod tests {
             let err = Config::from_toml(&format!("[health]\nlisten = \"{bad}\"\n")).unwrap_err();
             assert!(err.to_string().contains("loopback"), "{bad}: {err}");
         }
+        let err = Config::from_toml("[health]\nlisten = \"127.0.0.1:0\"\nmailbox_stale_secs = 0\n").unwrap_err();
+        assert!(err.to_string().contains("mailbox_stale_secs"), "{err}");
+    }
+
+    #[test]
+    fn mailbox_staleness_follows_the_longest_wait_unless_set() {
+        let mut c = Config::builtin();
+        c.source.kind = SourceKind::Imap;
+        (c.source.idle_secs, c.source.poll_secs, c.source.command_timeout_secs) = (1200, 60, 60);
+        assert_eq!(c.mailbox_stale_after().as_secs(), 2 * 1200 + 2 * 60);
+        c.source.kind = SourceKind::Maildir;
+        assert_eq!(c.mailbox_stale_after().as_secs(), 2 * 60 + 2 * 60, "no IDLE on a folder");
+        c.health.mailbox_stale_secs = Some(90);
+        assert_eq!(c.mailbox_stale_after().as_secs(), 90);
     }
 
     #[test]

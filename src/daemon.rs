@@ -83,9 +83,14 @@ impl Handler for Intake {
 }
 
 async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
-    let bytes = match m.raw {
-        Ok(b) => b,
-        Err(too_large) => return refuse_too_large(app, &m.mailbox, m.uidvalidity, m.uid, m.received_at, too_large).await,
+    // A mail over the size limit was not downloaded: its header stands in for it (kept and
+    // hashed), so it is deduplicated and recorded like any other.
+    let (bytes, too_large) = match m.raw {
+        Ok(b) => (b, None),
+        Err(t) => {
+            warn!(size = t.size, limit = t.limit, "refused: larger than the message size limit");
+            (t.header, Some(report::Unprocessed::TooLarge { size: t.size, limit: t.limit }))
+        }
     };
     let sha256 = hex(&Sha256::digest(&bytes));
     let raw = NewRaw {
@@ -105,45 +110,22 @@ async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
         }
         PutRaw::Known { id, .. } => id,
     };
-    process_raw(app, id, &raw.bytes, &sha256, m.received_at).await
+    match too_large {
+        None => process_raw(app, id, &raw.bytes, &sha256, m.received_at).await,
+        Some(why) => {
+            // The header block ends at the blank line the parser looks for.
+            let mut head = raw.bytes.clone();
+            head.extend_from_slice(b"\r\n");
+            let rec = record_unprocessed(app, id, &sha256, &head, m.received_at, why).await?;
+            metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
+            Ok(())
+        }
+    }
 }
 
-/// A mail above the size limit: not downloaded; keep its header (staff see it) and tell the
-/// sender why nothing was processed.
-async fn refuse_too_large(
-    app: &App,
-    mailbox: &str,
-    uidvalidity: Option<u32>,
-    uid: Option<u32>,
-    received_at: Option<DateTime<FixedOffset>>,
-    t: mailbox::TooLarge,
-) -> anyhow::Result<()> {
-    warn!(size = t.size, limit = t.limit, "refused: larger than the message size limit");
-    // Only the header is kept (and hashed): the body was never downloaded.
-    let raw = NewRaw {
-        mailbox: mailbox.to_owned(),
-        uidvalidity: uidvalidity.map(i64::from),
-        uid: uid.map(i64::from),
-        sha256: hex(&Sha256::digest(&t.header)),
-        bytes: t.header.clone(),
-        received_at,
-        size: t.size as i64,
-    };
-    let id = match app.store.put_raw(&raw).await? {
-        PutRaw::New(id) => id,
-        PutRaw::Known { processed: true, .. } => return Ok(()),
-        PutRaw::Known { id, .. } => id,
-    };
-    let mut head = t.header;
-    head.extend_from_slice(b"\r\n");
-    let why = report::Unprocessed::TooLarge { size: t.size, limit: t.limit };
-    let rec = record_unprocessed(app, id, &raw.sha256, &head, received_at, why).await?;
-    metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
-    Ok(())
-}
-
-/// Record a stored message the core gave no outcome for (too large, or the core failed) as
-/// `ignored` with the reason, and queue a reply built from its header (one transaction).
+/// Record a stored message the core gave no outcome for (too large, not a message, or the
+/// core failed) as `ignored` with the reason, and queue a reply built from its header (one
+/// transaction).
 async fn record_unprocessed(
     app: &App,
     raw_id: i64,
@@ -241,7 +223,14 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
     let failed = |reason: String| report::Unprocessed::Failed { reason };
     let outcome = match tokio::time::timeout(limit, run).await {
         Ok(Ok(Ok(Ok(o)))) => o,
-        Ok(Ok(Ok(Err(e)))) => return record_ignored(app, raw_id, received_at, &e).await,
+        Ok(Ok(Ok(Err(e)))) => {
+            warn!(raw = raw_id, "not an e-mail message: {e}");
+            let why = match e {
+                MimeError::TooLarge { limit } => report::Unprocessed::TooLarge { size: bytes.len() as u64, limit },
+                MimeError::NotAMessage(reason) => report::Unprocessed::NotAMessage { reason },
+            };
+            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+        }
         Ok(Ok(Err(panic))) => {
             let why = failed(format!("the core panicked: {}", panic_message(&panic)));
             warn!(raw = raw_id, "{why}");
@@ -278,24 +267,6 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
     if !outgoing.is_empty() {
         app.outbox_ready.notify_one();
     }
-    Ok(rec)
-}
-
-async fn record_ignored(app: &App, raw_id: i64, received_at: Option<DateTime<FixedOffset>>, e: &MimeError) -> anyhow::Result<SubmissionRecord> {
-    warn!("not an e-mail message: {e}");
-    let rec = SubmissionRecord {
-        message_id: None,
-        sender: None,
-        unit: None,
-        subject: String::new(),
-        received_at,
-        verdict: "ignored".into(),
-        ignored_reason: Some(format!("不是有效的邮件：{e}")),
-        studios: vec![],
-        findings: vec![],
-        summary_table: false,
-    };
-    app.store.record(raw_id, &rec, &[]).await?;
     Ok(rec)
 }
 

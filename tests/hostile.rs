@@ -132,7 +132,7 @@ async fn every_nasty_mail_gets_a_finding_or_a_reason_and_the_daemon_goes_on() {
     for m in &corpus {
         let row = match &m.message_id {
             Some(id) => rows.iter().find(|r| r.0.as_deref() == Some(format!("<{id}>").as_str())),
-            None => rows.iter().find(|r| r.1 == "ignored" && r.2.as_deref().is_some_and(|w| w.contains("not an e-mail message"))),
+            None => rows.iter().find(|r| r.1 == "ignored" && r.2.as_deref().is_some_and(|w| w.contains("不是有效的邮件"))),
         };
         let (_, verdict, reason, codes) = row.unwrap_or_else(|| panic!("{}: no record among {rows:?}", m.name));
         if let Some(code) = m.finding {

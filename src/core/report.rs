@@ -45,8 +45,6 @@ pub struct Reply {
     pub html: String,
 }
 
-/// The verdict in a few words. A late mail cannot be mended by resending it, so it does not
-/// ask for that.
 /// The sender's subject as the reply quotes it: without control and bidi-override characters
 /// (a CR LF from a decoded encoded-word, a right-to-left override hiding the real text),
 /// whitespace runs as one space, at most [`SUBJECT_SHOWN_CHARS`] characters.
@@ -69,6 +67,8 @@ pub fn shown_subject(subject: &str) -> String {
 /// Enough for any real subject line (the notice's own title is under 40 characters).
 pub const SUBJECT_SHOWN_CHARS: usize = 100;
 
+/// The verdict in a few words. A late mail cannot be mended by resending it, so it does not
+/// ask for that.
 fn verdict_line(v: Verdict, late: bool) -> &'static str {
     match (v, late) {
         (Verdict::Accepted, _) => "审核通过",
@@ -207,6 +207,9 @@ pub enum Unprocessed {
     TooLarge { size: u64, limit: u64 },
     /// The core failed on it (a defect, or over `[limits] process_timeout_secs`).
     Failed { reason: String },
+    /// Not an e-mail message at all (a stray file in the mail folder, garbage): usually
+    /// nobody to answer.
+    NotAMessage { reason: String },
 }
 
 impl std::fmt::Display for Unprocessed {
@@ -215,6 +218,7 @@ impl std::fmt::Display for Unprocessed {
         match self {
             Unprocessed::TooLarge { size, limit } => write!(f, "邮件过大：{size} bytes, over the limit of {limit} bytes"),
             Unprocessed::Failed { reason } => write!(f, "系统未能处理：processing failed: {reason}"),
+            Unprocessed::NotAMessage { reason } => write!(f, "不是有效的邮件：{reason}"),
         }
     }
 }
@@ -237,6 +241,10 @@ pub fn unprocessed_reply(subject: &str, why: &Unprocessed, config: &Config) -> R
         Unprocessed::Failed { .. } => (
             "已收到，待人工核对",
             format!("您发送的邮件《{original}》已收到，但系统未能自动核对其附件。工作人员将人工核对并与您联系，请勿重复发送。"),
+        ),
+        Unprocessed::NotAMessage { .. } => (
+            "未能读取邮件",
+            format!("您发送的邮件《{original}》无法按电子邮件格式读取。请用常用邮箱重新发送，附件直接添加为附件。"),
         ),
     };
     let text = format!("您好：\n\n  ■ {title}\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", config.campaign_contact_line(), config.outbox_from_name());
@@ -327,4 +335,21 @@ fn html_reply(o: &Outcome, config: &Config, verdict: Verdict, errors: &[&&Findin
     h.push_str(&format!("<p style=\"color:#666\">纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}</p>", escape(&config.campaign_contact_line())));
     h.push_str(&format!("<p>{}</p></body></html>", escape(&config.outbox_from_name())));
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_subject_drops_control_and_bidi_characters_and_is_capped() {
+        assert_eq!(shown_subject("  推荐\r\nBcc: x@y\t材料 "), "推荐 Bcc: x@y 材料");
+        assert_eq!(shown_subject("\u{202e}表批审\u{202c}"), "表批审");
+        assert_eq!(shown_subject(" \r\n "), "（无主题）");
+        let long = "申".repeat(SUBJECT_SHOWN_CHARS + 50);
+        let shown = shown_subject(&long);
+        assert_eq!(shown.chars().count(), SUBJECT_SHOWN_CHARS + 1);
+        assert!(shown.ends_with('…'));
+        assert_eq!(shown_subject(&"申".repeat(SUBJECT_SHOWN_CHARS)), "申".repeat(SUBJECT_SHOWN_CHARS));
+    }
 }

@@ -131,8 +131,8 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
     let mut photo_of: Vec<usize> = Vec::new();
     let mut bad_photo_of: Vec<usize> = Vec::new();
     let mut not_typed_of: Vec<usize> = Vec::new();
-    // (length, hash) of the readable files seen so far → index in `sub.attachments`.
-    let mut seen: std::collections::HashMap<(usize, u64), usize> = std::collections::HashMap::new();
+    // (length, hash) of the readable files seen so far → (index in `sub.attachments`, name).
+    let mut seen: std::collections::HashMap<(usize, u64), (usize, &str)> = std::collections::HashMap::new();
     for att in attachments {
         let named_kind = forms::kind_from_name(&att.file_name);
         let mut hints = att.context.clone();
@@ -149,18 +149,18 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
         if att.problem.is_none() && !att.data.is_empty() {
             let key = (att.data.len(), content_hash(&att.data));
             // One photo may serve two studios under two names; a form or text is read once.
-            let copy = seen.get(&key).copied().filter(|&first| {
-                let same_name = squash(&attachments_name(&sub.attachments[first].file)) == squash(&att.file_name);
-                same_name || !(image_by_name(&att.file_name) || forms::is_image(grid::sniff(&att.file_name, &att.data)))
+            let copy = seen.get(&key).copied().filter(|&(_, first_name)| {
+                squash(first_name) == squash(&att.file_name)
+                    || !(image_by_name(&att.file_name) || forms::is_image(grid::sniff(&att.file_name, &att.data)))
             });
-            if let Some(first) = copy {
+            if let Some((first, _)) = copy {
                 let original = &sub.attachments[first];
                 info.kind = original.kind;
                 info.duplicate_of = Some(original.file.clone());
                 sub.attachments.push(info);
                 continue;
             }
-            seen.insert(key, sub.attachments.len());
+            seen.insert(key, (sub.attachments.len(), &att.file_name));
         }
         let format = grid::sniff(&att.file_name, &att.data);
         if info.problem.is_some() {
@@ -242,11 +242,6 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
     }
     group_by_studio(&mut sub, &material_of, &photo_of, &bad_photo_of, &not_typed_of);
     sub
-}
-
-/// The file name of an attachment's display name (`a.zip/dir/x.docx` → `x.docx`).
-fn attachments_name(file: &str) -> String {
-    file.rsplit('/').next().unwrap_or(file).to_owned()
 }
 
 fn content_hash(data: &[u8]) -> u64 {

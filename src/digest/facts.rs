@@ -60,10 +60,6 @@ pub struct Facts {
 pub struct Totals {
     /// Mails received (stored raw messages).
     pub mails: i64,
-    /// Mails that could not be processed at all: set aside after repeated failures, or
-    /// recorded without an outcome (over the size limit, not a message, the core failed).
-    /// Their senders were told; staff look at them by hand.
-    pub mails_failed: i64,
     /// Distinct units with a non-ignored submission.
     pub units_heard_from: i64,
     /// Units in the configuration.
@@ -181,7 +177,6 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         closed: now > config.campaign.deadline,
         totals: Totals {
             mails: counts.mails,
-            mails_failed: counts.mails_failed + counts.submissions_ignored,
             units_heard_from: counts.units,
             units_configured: config.units.len() as i64,
             studios: counts.studios_current,

@@ -141,8 +141,8 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     let _ = writeln!(o, "一、总体情况");
     let _ = writeln!(o, "  {}", totals_line(f));
     let _ = writeln!(o, "  {}", quota_line(f));
-    if f.totals.mails_failed > 0 {
-        let _ = writeln!(o, "  另有 {} 封邮件无法自动处理，请人工查看（见第八部分）。", f.totals.mails_failed);
+    if !f.unprocessed.is_empty() {
+        let _ = writeln!(o, "  另有 {} 封邮件无法自动处理，请人工查看（见第八部分）。", f.unprocessed.len());
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "二、各推荐单位（邮件 / 工作室 / 通过 / 未解决错误 / 最低申报数进度）");
@@ -309,6 +309,24 @@ fn td_row(o: &mut String, cells: &[String], highlight: bool) {
     o.push_str("</tr>");
 }
 
+/// A listing section: a table of `rows` (cells already escaped) under `headers`, or "无".
+fn table_or_none(o: &mut String, headers: &[&str], rows: impl Iterator<Item = Vec<String>>, highlight: bool) {
+    let mut inner = String::new();
+    table_open(&mut inner);
+    th_row(&mut inner, headers);
+    let mut any = false;
+    for row in rows {
+        td_row(&mut inner, &row, highlight);
+        any = true;
+    }
+    inner.push_str("</table>");
+    if any {
+        block(o, &inner);
+    } else {
+        para(o, "无", "");
+    }
+}
+
 fn heading(o: &mut String, s: &str) {
     let _ = write!(
         o,
@@ -379,8 +397,8 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
             bar(w_quota, GREY)
         ),
     );
-    if t.mails_failed > 0 {
-        para(&mut o, &format!("另有 {} 封邮件无法自动处理，请人工查看（见第八部分）。", t.mails_failed), "color:#c00000;");
+    if !f.unprocessed.is_empty() {
+        para(&mut o, &format!("另有 {} 封邮件无法自动处理，请人工查看（见第八部分）。", f.unprocessed.len()), "color:#c00000;");
     }
 
     // Units.
@@ -471,70 +489,36 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     block(&mut o, &inner);
 
     heading(&mut o, &format!("六、无法投递的回复（{} 封）", f.dead_letters.len()));
-    if f.dead_letters.is_empty() {
-        para(&mut o, "无", "");
-    } else {
-        let mut inner = String::new();
-        table_open(&mut inner);
-        th_row(&mut inner, &["时间", "收件人", "尝试次数", "错误"]);
-        for d in &f.dead_letters {
-            td_row(
-                &mut inner,
-                &[
-                    d.created_at.with_timezone(&tz).format("%m-%d %H:%M").to_string(),
-                    esc(&d.recipients.join(", ")),
-                    d.attempts.to_string(),
-                    esc(&d.error),
-                ],
-                true,
-            );
-        }
-        inner.push_str("</table>");
-        block(&mut o, &inner);
-    }
+    let dead = f.dead_letters.iter().map(|d| {
+        vec![
+            d.created_at.with_timezone(&tz).format("%m-%d %H:%M").to_string(),
+            esc(&d.recipients.join(", ")),
+            d.attempts.to_string(),
+            esc(&d.error),
+        ]
+    });
+    table_or_none(&mut o, &["时间", "收件人", "尝试次数", "错误"], dead, true);
 
     heading(&mut o, &format!("七、未登记的发件地址（{} 个）", f.unknown_senders.len()));
     let senders: Vec<String> = f.unknown_senders.iter().map(sender_label).collect();
     para(&mut o, &if senders.is_empty() { "无".to_owned() } else { senders.join("；") }, "");
 
     heading(&mut o, &format!("八、需人工查看的邮件（{} 封）", f.unprocessed.len()));
-    if f.unprocessed.is_empty() {
-        para(&mut o, "无", "");
-    } else {
-        let mut inner = String::new();
-        table_open(&mut inner);
-        th_row(&mut inner, &["收到时间", "发件人", "主题", "原因"]);
-        for m in &f.unprocessed {
-            td_row(&mut inner, &unprocessed_cells(m, tz).map(|c| esc(&c)), true);
-        }
-        inner.push_str("</table>");
-        block(&mut o, &inner);
-    }
+    let unprocessed = f.unprocessed.iter().map(|m| unprocessed_cells(m, tz).map(|c| esc(&c)).to_vec());
+    table_or_none(&mut o, &["收到时间", "发件人", "主题", "原因"], unprocessed, true);
 
     heading(&mut o, "未解决问题");
-    if f.findings.is_empty() {
-        para(&mut o, "无", "");
-    } else {
-        let mut inner = String::new();
-        table_open(&mut inner);
-        th_row(&mut inner, &["推荐单位", "工作室", "问题", "严重程度", "说明"]);
-        for (u, s, x) in &f.findings {
-            let title = Code::parse(&x.code).map(|c| c.title()).unwrap_or("");
-            td_row(
-                &mut inner,
-                &[
-                    esc(u.as_deref().unwrap_or(UNKNOWN_UNIT)),
-                    esc(s.as_deref().unwrap_or("—")),
-                    format!("{}<br><span style=\"color:#666666;font-size:12px;\">{}</span>", esc(title), esc(&x.code)),
-                    esc(severity_label(&x.severity)),
-                    esc(&x.message),
-                ],
-                false,
-            );
-        }
-        inner.push_str("</table>");
-        block(&mut o, &inner);
-    }
+    let findings = f.findings.iter().map(|(u, s, x)| {
+        let title = Code::parse(&x.code).map(|c| c.title()).unwrap_or("");
+        vec![
+            esc(u.as_deref().unwrap_or(UNKNOWN_UNIT)),
+            esc(s.as_deref().unwrap_or("—")),
+            format!("{}<br><span style=\"color:#666666;font-size:12px;\">{}</span>", esc(title), esc(&x.code)),
+            esc(severity_label(&x.severity)),
+            esc(&x.message),
+        ]
+    });
+    table_or_none(&mut o, &["推荐单位", "工作室", "问题", "严重程度", "说明"], findings, false);
     para(
         &mut o,
         &format!("附件：{}.xlsx（第1页按推荐单位分组、组内按序号排列；第2页为未解决问题）。", super::xlsx::TITLE),
