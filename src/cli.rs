@@ -210,7 +210,7 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
             for (path, o) in &outcomes {
                 write_text(&mut out, path, o)?;
                 if show_reply {
-                    let reply = report::reply(o, &config, &[]);
+                    let reply = report::reply(o, &config);
                     writeln!(out, "---- 回复邮件 ----\n主题：{}\n\n{}", reply.subject, reply.text)?;
                 }
             }
@@ -224,6 +224,7 @@ fn write_text(out: &mut impl Write, path: &str, o: &Outcome) -> std::io::Result<
     let verdict = match o.verdict() {
         Verdict::Accepted => "ACCEPTED",
         Verdict::Rejected => "REJECTED",
+        Verdict::NotASubmission => "NOT A SUBMISSION",
     };
     writeln!(out, "{path}: {verdict}")?;
     writeln!(
@@ -237,7 +238,7 @@ fn write_text(out: &mut impl Write, path: &str, o: &Outcome) -> std::io::Result<
         let copy = a.duplicate_of.as_deref().map(|f| format!(" (copy of {f})")).unwrap_or_default();
         writeln!(out, "  attachment {} [{:?}]{}{copy}", a.file, a.kind, a.studio.as_deref().map(|s| format!(" → {s}")).unwrap_or_default())?;
     }
-    for s in &o.submission.studios {
+    for s in &o.view.studios {
         writeln!(
             out,
             "  studio {} (form {}, row {}, materials {}, photo {})",

@@ -23,7 +23,7 @@ use crate::health;
 use crate::mailbox::{self, Handler, Incoming};
 use crate::metrics::{Metrics, metrics};
 use crate::outbox::{self, OutgoingMail, Transport};
-use crate::store::{FindingRecord, NewOutgoing, NewRaw, PutRaw, Store, StudioRecord, SubmissionRecord};
+use crate::store::{DossierUpdate, FindingRecord, NewOutgoing, NewRaw, PutRaw, Store, StudioRecord, SubmissionRecord};
 
 /// Everything the tasks share.
 pub struct App {
@@ -143,9 +143,7 @@ async fn record_unprocessed(
         received_at,
         verdict: "ignored".into(),
         ignored_reason: Some(why.to_string()),
-        studios: vec![],
-        findings: vec![],
-        summary_table: false,
+        ..Default::default()
     };
     let mut outgoing = Vec::new();
     if let Some(msg) = &message {
@@ -191,19 +189,30 @@ pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, rec
 }
 
 /// [`process_raw`]; returns what was recorded.
+///
+/// The core runs in two steps: *read* (bytes → the mail's parts) on the blocking pool, then,
+/// with the unit's dossier loaded from the store, *judge* (merge and rules). The new dossier
+/// version, the findings and the reply are committed in one transaction.
 async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<SubmissionRecord> {
-    let sender_unit = mail_sender(bytes).and_then(|s| app.config.unit_of_sender(&s).map(|u| u.name.clone()));
-    let summary_on_file = match &sender_unit {
-        Some(u) => app.store.summary_on_file(u).await?,
-        None => false,
-    };
-    let others: Vec<core::rules::KnownStudio> = app
-        .store
-        .current_studios_of_other_units(sender_unit.as_deref())
-        .await?
-        .into_iter()
-        .map(|(unit, name)| core::rules::KnownStudio { unit, name })
-        .collect();
+    // The same mail delivered twice (same Message-ID from the same sender, even with other
+    // bytes) is one mail: processed and answered once.
+    if let Some(head) = headers_of(bytes)
+        && let (Some(message_id), Some(from)) = (&head.message_id, &head.from)
+        && let Some(first) = app.store.same_mail(message_id, &from.address, raw_id).await?
+    {
+        info!(raw = raw_id, first, "the same mail again (Message-ID and sender): recorded, not answered");
+        let rec = SubmissionRecord {
+            message_id: head.message_id.clone(),
+            sender: Some(from.address.clone()),
+            subject: head.subject.clone(),
+            received_at,
+            verdict: "ignored".into(),
+            ignored_reason: Some(format!("重复投递：与已处理的邮件（记录{first}）Message-ID 和发件人相同")),
+            ..Default::default()
+        };
+        app.store.record(raw_id, &rec, &[]).await?;
+        return Ok(rec);
+    }
     // The core is CPU-bound and may run a converter: keep it off the async workers. A panic
     // or a run over the time limit is a defect on this input: record it, tell the sender and
     // go on (a thread that overran cannot be stopped; it finishes on its own).
@@ -215,14 +224,12 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         tokio::task::spawn_blocking(move || {
             let mut ctx = Context::new(&config, &converters);
             ctx.received_at = received_at;
-            ctx.summary_on_file = summary_on_file;
-            ctx.others = &others;
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::process(&bytes, &ctx)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::read(&bytes, &ctx)))
         })
     };
     let failed = |reason: String| report::Unprocessed::Failed { reason };
-    let outcome = match tokio::time::timeout(limit, run).await {
-        Ok(Ok(Ok(Ok(o)))) => o,
+    let mail = match tokio::time::timeout(limit, run).await {
+        Ok(Ok(Ok(Ok(mail)))) => mail,
         Ok(Ok(Ok(Err(e)))) => {
             warn!(raw = raw_id, "not an e-mail message: {e}");
             let why = match e {
@@ -243,24 +250,62 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
             return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
         }
     };
-    let superseded = superseded_names(app, &outcome).await?;
+    let unit = mail.unit(&app.config);
+    let on_file = match &unit {
+        Some(u) => app.store.current_dossier(u).await?,
+        None => None,
+    };
+    let others: Vec<core::rules::KnownStudio> = app
+        .store
+        .current_studios_of_other_units(unit.as_deref())
+        .await?
+        .into_iter()
+        .map(|(unit, name)| core::rules::KnownStudio { unit, name })
+        .collect();
+    let judged = {
+        let mut ctx = Context::new(&app.config, &app.converters);
+        ctx.received_at = received_at;
+        ctx.others = &others;
+        let empty = core::dossier::Dossier::default();
+        let dossier = on_file.as_ref().map(|v| &v.dossier).unwrap_or(&empty);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::judge(mail, dossier, &ctx)))
+    };
+    let outcome = match judged {
+        Ok(o) => o,
+        Err(panic) => {
+            let why = failed(format!("the core panicked: {}", panic_message(&panic)));
+            warn!(raw = raw_id, "{why}");
+            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+        }
+    };
     let mut rec = submission_record(&outcome);
+    if outcome.applied
+        && let Some(unit) = &outcome.unit
+    {
+        rec.dossier = Some(DossierUpdate {
+            unit: unit.clone(),
+            base: on_file.as_ref().map(|v| v.id),
+            dossier: outcome.dossier.clone(),
+            changes: outcome.changes.clone(),
+        });
+    }
     let mut outgoing = Vec::new();
     match reply_address(app, &outcome.message).await? {
         Err(no_reply) => rec.ignored_reason = Some(no_reply),
         Ok(to) => {
-            let reply = report::reply(&outcome, &app.config, &superseded);
+            let reply = report::reply(&outcome, &app.config);
             outgoing.push(reply_row(app, &outcome.message, reply, &to, sha256, raw_id)?);
         }
     }
-    let result = app.store.record(raw_id, &rec, &outgoing).await?;
+    app.store.record(raw_id, &rec, &outgoing).await?;
     info!(
         from = outcome.sender.as_deref().unwrap_or("?"),
         unit = outcome.unit.as_deref().unwrap_or("?"),
-        verdict = ?outcome.verdict(),
+        verdict = outcome.verdict().as_str(),
         findings = outcome.findings.len(),
-        studios = outcome.submission.studios.len(),
-        superseded = result.superseded.len(),
+        studios = outcome.view.studios.len(),
+        changed = outcome.changes.len(),
+        complete = outcome.standing.complete(),
         reply = if outgoing.is_empty() { rec.ignored_reason.as_deref().unwrap_or("none") } else { "queued" },
         "processed"
     );
@@ -268,11 +313,6 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         app.outbox_ready.notify_one();
     }
     Ok(rec)
-}
-
-/// The sender's address from the headers only (cheap, before the full parse).
-fn mail_sender(bytes: &[u8]) -> Option<String> {
-    headers_of(bytes)?.from.map(|f| f.address)
 }
 
 /// The headers of a message without its parts; `None` when it is not a message. Also used
@@ -288,19 +328,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-async fn superseded_names(app: &App, o: &Outcome) -> anyhow::Result<Vec<String>> {
-    let Some(unit) = &o.unit else { return Ok(vec![]) };
-    let keys: Vec<String> = o.submission.studios.iter().map(|s| text::squash(&s.name)).collect();
-    Ok(app
-        .store
-        .current_studios()
-        .await?
-        .into_iter()
-        .filter(|s| s.unit.as_deref() == Some(unit.as_str()) && keys.contains(&s.key))
-        .map(|s| s.name)
-        .collect())
 }
 
 fn reply_row(app: &App, original: &core::mime::Message, reply: report::Reply, to: &str, sha256: &str, raw_id: i64) -> anyhow::Result<NewOutgoing> {
@@ -335,29 +362,32 @@ fn reply_row(app: &App, original: &core::mime::Message, reply: report::Reply, to
     })
 }
 
-/// The rows the store keeps of one outcome.
+/// The rows the store keeps of one outcome. The studios are the dossier's (its view), and
+/// only when the mail was merged into it: a late mail or one without documents changes no
+/// studio.
 pub fn submission_record(o: &Outcome) -> SubmissionRecord {
-    let verdict = match o.verdict() {
-        core::Verdict::Accepted => "accepted",
-        core::Verdict::Rejected => "rejected",
+    let studios = if o.applied {
+        o.view
+            .studios
+            .iter()
+            .map(|s| {
+                let errors = o.findings.iter().any(|f| {
+                    f.on_file && f.severity == core::findings::Severity::Error && f.studio.as_deref().is_none_or(|n| n == s.name)
+                });
+                StudioRecord {
+                    name: s.name.clone(),
+                    key: text::squash(&s.name),
+                    unit: o.unit.clone(),
+                    leader: s.leader.clone(),
+                    verdict: if errors { "rejected".into() } else { "accepted".into() },
+                    rank: s.rank.map(i64::from),
+                    data: studio_data(o, s),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
-    let studios = o
-        .submission
-        .studios
-        .iter()
-        .map(|s| {
-            let errors = o.findings.iter().any(|f| f.severity == core::findings::Severity::Error && f.studio.as_deref().is_none_or(|n| n == s.name));
-            StudioRecord {
-                name: s.name.clone(),
-                key: text::squash(&s.name),
-                unit: o.unit.clone(),
-                leader: s.leader.clone(),
-                verdict: if errors { "rejected".into() } else { "accepted".into() },
-                rank: s.rank.map(i64::from),
-                data: studio_data(o, s),
-            }
-        })
-        .collect();
     let findings = o
         .findings
         .iter()
@@ -373,6 +403,7 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
             found: f.found.clone(),
             expected: f.expected.clone(),
             message: f.message.clone(),
+            on_file: f.on_file,
         })
         .collect();
     SubmissionRecord {
@@ -381,11 +412,14 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
         unit: o.unit.clone(),
         subject: o.message.subject.clone(),
         received_at: o.received_at,
-        verdict: verdict.into(),
+        verdict: o.verdict().as_str().into(),
         ignored_reason: None,
         studios,
         findings,
         summary_table: !o.submission.summaries.is_empty(),
+        attachments: serde_json::to_value(&o.submission.attachments).unwrap_or_default(),
+        download_links: o.download_links.clone(),
+        dossier: None,
     }
 }
 
@@ -393,8 +427,8 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
 /// the approval form filling what the row lacks.
 fn studio_data(o: &Outcome, s: &core::submission::Studio) -> serde_json::Value {
     let mut map = serde_json::Map::new();
-    let row = s.row.map(|(t, r)| &o.submission.summaries[t].rows[r]);
-    let form = s.form.map(|f| &o.submission.forms[f]);
+    let row = s.row.map(|(t, r)| &o.view.summaries[t].rows[r]);
+    let form = s.form.map(|f| &o.view.forms[f]);
     for (key, _) in core::forms::SUMMARY_COLUMNS {
         let from_row = row.and_then(|r| r.get(key)).map(|v| v.trim().to_owned());
         let from_form = form.and_then(|f| match *key {

@@ -164,9 +164,13 @@ fn no_summary_table() {
     let u = unit(1);
     let o = process(&u, &fixtures::submission_with(&u, MailClient::Outlook, &SubmissionOptions { no_summary: true, ..Default::default() }));
     assert_only(&o, Code::SubmissionNoSummaryTable);
-    // One already on file from this unit is enough.
+    // One already on file from this unit (its dossier) is enough.
+    let config = config_for(&u);
+    let first = process(&u, &fixtures::submission(&u, MailClient::Outlook));
     let raw = fixtures::submission_with(&u, MailClient::Outlook, &SubmissionOptions { no_summary: true, ..Default::default() });
-    assert!(process_with(&raw, &config_for(&u), |c| c.summary_on_file = true).findings.is_empty());
+    let ctx = Context::new(&config, converters());
+    let again = core::judge(core::read(&raw, &ctx).unwrap(), &first.dossier, &ctx);
+    assert!(again.findings.is_empty(), "{}", show(&again));
 }
 
 fn drop_attachment(m: &mut MailSpec, pred: impl Fn(&str) -> bool) {
@@ -502,15 +506,15 @@ fn photo_low_resolution_and_unreadable() {
 fn reply_is_chinese_verdict_first_with_places() {
     let (u, raw) = with_studio(|s| s.native_place = String::new());
     let o = process(&u, &raw);
-    let r = core::report::reply(&o, &config_for(&u), &[]);
+    let r = core::report::reply(&o, &config_for(&u));
     assert!(r.subject.contains("未通过"), "{}", r.subject);
     let first_lines: String = r.text.lines().take(5).collect::<Vec<_>>().join("\n");
-    assert!(first_lines.contains("未通过，请修改后重新发送"), "{first_lines}");
+    assert!(first_lines.contains("未通过：尚有问题需补发或更正"), "{first_lines}");
     assert!(r.text.contains("籍贯") && r.text.contains("位置："), "{}", r.text);
     assert!(r.html.contains("籍贯") && r.html.contains("<table"));
     let u = unit(1);
     let ok = process(&u, &fixtures::submission(&u, MailClient::Outlook));
-    let r = core::report::reply(&ok, &config_for(&u), &[]);
+    let r = core::report::reply(&ok, &config_for(&u));
     assert!(r.subject.contains("审核通过"), "{}", r.subject);
 }
 
@@ -601,7 +605,7 @@ fn a_late_reply_does_not_ask_for_a_resend() {
     let u = unit(1);
     let late = SubmissionOptions { date: Some("Sun, 27 Sep 2020 09:00:00 +0800".into()), received: Some("Sun, 27 Sep 2020 09:00:05 +0800".into()), ..Default::default() };
     let o = process(&u, &fixtures::submission_with(&u, MailClient::AppleMail, &late));
-    let r = core::report::reply(&o, &config_for(&u), &[]);
+    let r = core::report::reply(&o, &config_for(&u));
     assert!(r.subject.contains("截止"), "{}", r.subject);
     assert!(!r.text.contains("修改后请重新发送"), "{}", r.text);
     assert!(r.html.contains("截止时间"));

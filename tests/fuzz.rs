@@ -1830,7 +1830,7 @@ fn random_document(rng: &mut Rng) -> Document {
         }
     }
     let format = *rng.pick(&[Format::Docx, Format::Xlsx, Format::Pdf, Format::Doc, Format::Xls, Format::Ods]);
-    Document { format, blocks, embedded_images: rng.below(3) }
+    Document { format, blocks, embedded_images: rng.below(3), pictures: Vec::new() }
 }
 
 /// A real document's tables edited: cells replaced, retyped, cut; rows and columns dropped
@@ -1937,7 +1937,7 @@ fn check_forms(doc: &Document) -> Result<(), String> {
         return Err("parse_approval_form not deterministic".into());
     }
     // Every field of the form is reported exactly once, with where it is or was looked for.
-    let empty = forms::parse_approval_form("a.docx", &Document { format: Format::Docx, blocks: Vec::new(), embedded_images: 0 });
+    let empty = forms::parse_approval_form("a.docx", &Document { format: Format::Docx, blocks: Vec::new(), embedded_images: 0, pictures: Vec::new() });
     let keys: Vec<&str> = form.fields.iter().map(|f| f.key).collect();
     let expected: Vec<&str> = empty.fields.iter().map(|f| f.key).collect();
     if keys != expected {

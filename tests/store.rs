@@ -173,6 +173,7 @@ fn submission(unit: Option<&str>, verdict: &str, studios: Vec<StudioRecord>) -> 
         studios,
         findings: Vec::new(),
         summary_table: false,
+        ..Default::default()
     }
 }
 
@@ -186,6 +187,7 @@ fn finding(code: &str, severity: &str, studio_key: Option<&str>) -> FindingRecor
         found: "4".into(),
         expected: ">= 5".into(),
         message: "创新团队人数为4人，申报条件要求5人以上。".into(),
+        on_file: false,
     }
 }
 
@@ -345,7 +347,7 @@ async fn record_is_atomic_and_idempotent(db: &TestDb) -> anyhow::Result<()> {
     let c = s.counts().await?;
     ensure!(c.submissions == 0 && c.studios_current == 0, "partial record left behind: {c:?}");
     ensure!(s.outbox_depth().await? == 0);
-    ensure!(!s.summary_on_file("犍为县总工会").await?);
+    ensure!(s.current_dossier("犍为县总工会").await?.is_none());
     ensure!(s.record(9_999_999, &rec, &[]).await.is_err(), "record for a missing raw message");
 
     let reply = NewOutgoing { submission_raw_id: Some(id), ..outgoing("<r1@intake>", "jwxzgh@example.cn") };
@@ -358,8 +360,6 @@ async fn record_is_atomic_and_idempotent(db: &TestDb) -> anyhow::Result<()> {
     ensure!(s.outbox_depth().await? == 1);
     ensure!(s.put_raw(&raw("INBOX", Some(1), Some(1), "submission")).await? == PutRaw::Known { id, processed: true });
     ensure!(s.claim_raw_at("w", Utc::now() + TimeDelta::days(1), LEASE).await?.is_none(), "processed raw claimable");
-    ensure!(s.summary_on_file("犍为县总工会").await?);
-    ensure!(!s.summary_on_file("井研县总工会").await?);
     let rows = s.current_studios().await?;
     ensure!(rows.len() == 1 && rows[0].error_codes == vec!["form.team_too_small".to_string()], "{rows:?}");
     let sent = s.outgoing_by_message_id("<r1@intake>").await?.context("reply not queued")?;

@@ -48,6 +48,9 @@ codes! {
     SubmissionMissingPhoto = "submission.missing_photo", Error, "缺少工作室场景照";
     SubmissionUnreadableAttachment = "submission.unreadable_attachment", Error, "附件无法读取";
     SubmissionUnknownSender = "submission.unknown_sender", Warning, "发件地址未登记";
+    SubmissionSenderNotAuthenticated = "submission.sender_not_authenticated", Warning, "发件人未通过身份验证";
+    SubmissionDownloadLink = "submission.download_link", Error, "附件为下载链接";
+    SubmissionNoDocuments = "submission.no_documents", Warning, "邮件未含申报文件";
     SubmissionAlreadyNamed = "submission.already_named", Error, "已命名工作室重复申报";
     SubmissionDuplicateStudio = "submission.duplicate_studio", Warning, "工作室被多个单位推荐";
     FormFieldMissing = "form.field_missing", Error, "审批表漏填";
@@ -82,7 +85,11 @@ impl Code {
     pub fn for_sender(self) -> bool {
         !matches!(
             self,
-            Code::SubmissionUnknownSender | Code::SubmissionDuplicateStudio | Code::UnitBelowMinimum | Code::CampaignOverQuota
+            Code::SubmissionUnknownSender
+                | Code::SubmissionSenderNotAuthenticated
+                | Code::SubmissionDuplicateStudio
+                | Code::UnitBelowMinimum
+                | Code::CampaignOverQuota
         )
     }
 }
@@ -104,6 +111,10 @@ pub struct Finding {
     pub found: String,
     pub expected: String,
     pub message: String,
+    /// Judged on the unit's dossier (an open finding of the unit until a later mail resolves
+    /// it), not on this mail alone.
+    #[serde(skip)]
+    pub on_file: bool,
 }
 
 impl Finding {
@@ -117,6 +128,7 @@ impl Finding {
             found: String::new(),
             expected: String::new(),
             message: String::new(),
+            on_file: false,
         }
     }
     pub fn studio(mut self, s: Option<&str>) -> Self {

@@ -6,12 +6,12 @@
 //! the fill-in sentences of the form (`共 8 人。其中男 6 人…`) are cut into segments and
 //! matched as label + value + unit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::grid::{self, Block, Document, Format, Table};
 use super::text::{self, PartialDate, squash};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     ApprovalForm,
@@ -19,6 +19,10 @@ pub enum Kind {
     Materials,
     Photo,
     Archive,
+    /// 推荐函 / 报送函: a letter that accompanies the forms; never a form or a studio.
+    CoverLetter,
+    /// A stamped scan of a form (image or image-only PDF), kept beside the typed file.
+    Scan,
     Other,
 }
 
@@ -30,6 +34,8 @@ impl Kind {
             Kind::Materials => "附件3 申报材料",
             Kind::Photo => "工作室场景照",
             Kind::Archive => "压缩包",
+            Kind::CoverLetter => "推荐函",
+            Kind::Scan => "扫描件",
             Kind::Other => "其他文件",
         }
     }
@@ -61,35 +67,37 @@ pub fn kind_from_name(name: &str) -> Option<Kind> {
 }
 
 /// What a document's content says it is: the title first, then its structure.
+///
+/// A title is a short line near the top (a sentence of a letter that mentions 推荐审批表 is
+/// not one). A letter — 关于推荐…的函 / 推荐函 / 报送函 — is a cover letter unless it carries a
+/// form's table.
 pub fn kind_from_content(doc: &Document) -> Option<Kind> {
     // The title sits in the first few paragraphs or the first rows of the first table.
-    let mut head = String::new();
+    let mut titles: Vec<String> = Vec::new();
     for block in doc.blocks.iter().take(12) {
         match block {
-            Block::Paragraph(p) => head.push_str(&squash(p)),
+            Block::Paragraph(p) => {
+                let s = squash(p);
+                if !s.is_empty() && s.chars().count() <= TITLE_MAX_CHARS && !s.starts_with("附件:") {
+                    titles.push(s);
+                }
+            }
             Block::Table(t) => {
                 for row in t.rows.iter().take(3) {
                     for cell in row {
-                        head.push_str(&squash(cell));
+                        let s = squash(cell);
+                        if s.chars().count() <= TITLE_MAX_CHARS {
+                            titles.push(s);
+                        }
                     }
                 }
                 break;
             }
         }
     }
-    if head.contains("推荐审批表") {
-        return Some(Kind::ApprovalForm);
-    }
-    if head.contains("推荐汇总表") {
-        return Some(Kind::SummaryTable);
-    }
-    if head.contains("申报材料") {
-        return Some(Kind::Materials);
-    }
-    if doc.tables().any(|t| summary_header(t).is_some()) {
-        return Some(Kind::SummaryTable);
-    }
-    let labels = doc
+    let titled = |word: &str| titles.iter().any(|t| t.contains(word));
+    let has_summary_table = doc.tables().any(|t| summary_header(t).is_some());
+    let form_labels = doc
         .tables()
         .flat_map(|t| t.rows.iter().flatten())
         .filter(|c| {
@@ -97,13 +105,39 @@ pub fn kind_from_content(doc: &Document) -> Option<Kind> {
             s == "创新工作室名称" || s == "创建时间" || s.starts_with("是否荣获过")
         })
         .count();
-    if labels >= 2 {
+    if !has_summary_table && form_labels < 2 && titles.iter().take(3).any(|t| is_letter_title(t)) {
+        return Some(Kind::CoverLetter);
+    }
+    if titled("推荐审批表") {
+        return Some(Kind::ApprovalForm);
+    }
+    if titled("推荐汇总表") {
+        return Some(Kind::SummaryTable);
+    }
+    if titled("申报材料") {
+        return Some(Kind::Materials);
+    }
+    if has_summary_table {
+        return Some(Kind::SummaryTable);
+    }
+    if form_labels >= 2 {
         return Some(Kind::ApprovalForm);
     }
     if text::count_chars(&doc.text()) >= 500 {
         return Some(Kind::Materials);
     }
     None
+}
+
+/// Titles are short; the notice's longest form title is under 40 characters.
+const TITLE_MAX_CHARS: usize = 60;
+
+/// 关于推荐…的函, 推荐函, 报送函, 关于报送…的报告: the title of an official letter.
+fn is_letter_title(t: &str) -> bool {
+    let t = t.trim_end_matches(['。', '.']);
+    t.ends_with("推荐函")
+        || t.ends_with("报送函")
+        || (t.starts_with("关于") && (t.ends_with('函') || t.ends_with("的报告") || t.ends_with("的请示")))
 }
 
 /// A value found in a form, with where it is.
@@ -116,6 +150,30 @@ pub struct Field {
     pub value: Option<String>,
     /// `表格1 第3行第2列` / `工作表“Sheet1” C3`.
     pub location: String,
+}
+
+/// A stored field: the key and label name the static entry of the form it belongs to (an
+/// approval-form field or a summary-table column), so a record read back from the database
+/// is the same value the reader produced.
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            key: String,
+            label: String,
+            value: Option<String>,
+            location: String,
+        }
+        let s = Stored::deserialize(d)?;
+        let (key, label) = APPROVAL_FIELDS
+            .iter()
+            .map(|f| (f.key, f.label))
+            .chain(SUMMARY_COLUMNS.iter().copied())
+            .find(|(k, l)| *k == s.key && *l == s.label)
+            .or_else(|| APPROVAL_FIELDS.iter().map(|f| (f.key, f.label)).chain(SUMMARY_COLUMNS.iter().copied()).find(|(k, _)| *k == s.key))
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown form field {:?}", s.key)))?;
+        Ok(Field { key, label, value: s.value, location: s.location })
+    }
 }
 
 impl Field {
@@ -230,10 +288,13 @@ pub fn required(key: &str) -> Required {
 }
 
 /// 附件1 推荐审批表 as read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApprovalForm {
     pub file: String,
     pub fields: Vec<Field>,
+    /// Pictures inside the form document (a scene photo pasted into it).
+    #[serde(default)]
+    pub pictures: Vec<Photo>,
 }
 
 impl ApprovalForm {
@@ -424,6 +485,7 @@ fn tables_of(doc: &Document) -> Document {
         format: doc.format,
         blocks: vec![Block::Table(Table { label: "正文".into(), is_sheet: false, rows })],
         embedded_images: doc.embedded_images,
+        pictures: doc.pictures.clone(),
     }
 }
 
@@ -436,7 +498,7 @@ pub fn parse_approval_form(file: &str, doc: &Document) -> ApprovalForm {
         fields.push(find_labelled(&grids, &APPROVAL_FIELDS[*i], names));
     }
     fields.extend(find_blanks(&grids));
-    ApprovalForm { file: file.to_owned(), fields }
+    ApprovalForm { file: file.to_owned(), fields, pictures: pictures_of(file, &doc) }
 }
 
 fn find_labelled(grids: &[Grid<'_>], spec: &Spec, names: &[String]) -> Field {
@@ -668,7 +730,7 @@ fn summary_header(t: &Table) -> Option<(usize, usize, Vec<(&'static str, usize)>
     None
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// 1-based row as the user sees it (spreadsheet row number or table row).
     pub row_label: String,
@@ -685,7 +747,7 @@ impl SummaryRow {
 }
 
 /// 附件2 推荐汇总表 as read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryTable {
     pub file: String,
     pub recommending_unit: Option<String>,
@@ -774,7 +836,7 @@ pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
 }
 
 /// 附件3 申报材料 as read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Materials {
     pub file: String,
     /// Characters as the notice counts them.
@@ -783,6 +845,9 @@ pub struct Materials {
     pub headings: [bool; 3],
     #[serde(skip)]
     pub text: String,
+    /// Pictures inside the document (a scene photo pasted into 附件3).
+    #[serde(default)]
+    pub pictures: Vec<Photo>,
 }
 
 pub const OUTLINE: [&str; 3] = ["一、基本情况", "二、近两年工作情况", "三、近两年主要成效"];
@@ -796,11 +861,11 @@ pub fn parse_materials(file: &str, doc: &Document) -> Materials {
     for (i, k) in keys.iter().enumerate() {
         headings[i] = k.iter().any(|k| squashed.contains(k));
     }
-    Materials { file: file.to_owned(), chars: text::count_chars(&text), headings, text }
+    Materials { file: file.to_owned(), chars: text::count_chars(&text), headings, text, pictures: pictures_of(file, doc) }
 }
 
 /// A scene photo as read: format and pixel size, or why it is not an image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Photo {
     pub file: String,
     pub format: Format,
@@ -828,6 +893,19 @@ pub fn parse_photo(file: &str, data: &[u8]) -> Result<Photo, String> {
     Ok(Photo { file: file.to_owned(), format, width: size.width as u32, height: size.height as u32 })
 }
 
+/// Pictures of a document big enough to be a photo (not a logo or a stamp icon), as photos
+/// named `document.docx/word/media/image1.jpeg`.
+pub fn pictures_of(file: &str, doc: &Document) -> Vec<Photo> {
+    doc.pictures
+        .iter()
+        .filter(|p| p.width.min(p.height) >= EMBEDDED_PHOTO_MIN_SIDE)
+        .map(|p| Photo { file: format!("{file}/{}", p.name), format: p.format, width: p.width, height: p.height })
+        .collect()
+}
+
+/// Pictures smaller than this inside a document are logos, seals or icons, not scene photos.
+pub const EMBEDDED_PHOTO_MIN_SIDE: u32 = 300;
+
 pub fn is_image(format: Format) -> bool {
     matches!(format, Format::Jpeg | Format::Png | Format::Gif | Format::Bmp | Format::Webp | Format::Heic | Format::Tiff)
 }
@@ -845,6 +923,7 @@ mod tests {
                 rows: rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect(),
             })],
             embedded_images: 0,
+            pictures: Vec::new(),
         }
     }
 

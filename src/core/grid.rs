@@ -17,7 +17,7 @@ mod sheet;
 mod sniff;
 
 /// What a file really is, decided from its bytes (the name is only a tie-breaker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Docx,
@@ -72,7 +72,21 @@ pub struct Document {
     pub blocks: Vec<Block>,
     /// Pictures embedded in the document (docx `word/media/*`, xlsx `xl/media/*`).
     pub embedded_images: usize,
+    /// The pictures of a `.docx` whose size could be read (at most [`MAX_PICTURES`]).
+    pub pictures: Vec<Picture>,
 }
+
+/// A picture inside a document: its part name, format and pixel size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Picture {
+    pub name: String,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Pictures measured in one document; a scene photo pasted into 附件3 is among the first.
+pub const MAX_PICTURES: usize = 16;
 
 /// External programs for legacy formats. `None` = not available: such files become
 /// [`Unreadable::Unsupported`] naming the format to resend in.
@@ -233,6 +247,7 @@ fn read_text(data: &[u8]) -> Document {
         format: Format::Text,
         blocks: lines_to_paragraphs(&text),
         embedded_images: 0,
+        pictures: Vec::new(),
     }
 }
 

@@ -1062,6 +1062,18 @@ fn html_to_text(html: &str) -> String {
                 out.push('\n');
             } else if tag.starts_with("</td") || tag.starts_with("</th") {
                 out.push('\t');
+            } else if tag.starts_with("<a ")
+                && let Some(h) = tag.find("href=")
+            {
+                // Keep where a link points (a download page instead of an attachment is
+                // something the reply must name).
+                let value = &html[i + h + 5..end];
+                let value = value.trim_start_matches(['"', '\'']);
+                let url: String = value.chars().take_while(|c| !matches!(c, '"' | '\'' | '>' | ' ')).take(500).collect();
+                if url.starts_with("http") {
+                    out.push_str(&url);
+                    out.push(' ');
+                }
             }
             i = end;
             continue;

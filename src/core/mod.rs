@@ -75,6 +75,20 @@ pub enum Unreadable {
 }
 
 impl Unreadable {
+    /// What is wrong, in a few Chinese words (the finding's "found").
+    pub fn chinese(&self) -> String {
+        match self {
+            Unreadable::Empty => "文件为空（0字节）".into(),
+            Unreadable::TooLarge { limit } => format!("文件超过{}MB的大小上限", limit / (1024 * 1024)),
+            Unreadable::Corrupt { .. } => "文件已损坏，无法打开".into(),
+            Unreadable::Encrypted => "文件已加密或设置了密码".into(),
+            Unreadable::ArchiveBomb { .. } => "压缩包解压后过大或文件过多".into(),
+            Unreadable::TooDeep { limit } => format!("嵌套超过{limit}层"),
+            Unreadable::Unsupported { format, .. } => format!("无法读取的{format}格式"),
+            Unreadable::ConverterFailed { format, .. } => format!("{format}格式的文件转换失败"),
+        }
+    }
+
     /// One Chinese sentence for the reply: what is wrong and what to send instead.
     pub fn advice(&self) -> String {
         match self {
@@ -99,8 +113,10 @@ impl Unreadable {
     }
 }
 
+pub mod dossier;
 pub mod findings;
 pub mod forms;
+pub mod links;
 pub mod report;
 pub mod rules;
 pub mod submission;
@@ -109,7 +125,9 @@ pub mod text;
 use chrono::{DateTime, FixedOffset};
 
 use crate::config::Config;
+use dossier::{Change, Dossier, MailSource, Standing};
 use findings::{Finding, Severity};
+use forms::Kind;
 use grid::Converters;
 use mime::{Message, MimeError};
 use rules::{KnownStudio, RuleContext};
@@ -123,15 +141,13 @@ pub struct Context<'a> {
     /// The server's receipt time (IMAP INTERNALDATE, or `check --received-at`). When `None`,
     /// the newest `Received:` header's date, else the `Date:` header.
     pub received_at: Option<DateTime<FixedOffset>>,
-    /// The sender's unit already sent a 附件2 in an earlier mail.
-    pub summary_on_file: bool,
     /// Studios recommended by other units so far.
     pub others: &'a [KnownStudio],
 }
 
 impl<'a> Context<'a> {
     pub fn new(config: &'a Config, converters: &'a Converters) -> Self {
-        Context { config, converters, received_at: None, summary_on_file: false, others: &[] }
+        Context { config, converters, received_at: None, others: &[] }
     }
 }
 
@@ -140,6 +156,49 @@ impl<'a> Context<'a> {
 pub enum Verdict {
     Accepted,
     Rejected,
+    /// The mail carries no form, materials, photo or archive (`submission.no_documents`).
+    NotASubmission,
+}
+
+impl Verdict {
+    /// The stable word of `check --format json` and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Rejected => "rejected",
+            Verdict::NotASubmission => "not_a_submission",
+        }
+    }
+}
+
+/// One mail as read: headers, its parts (classified and parsed, not yet grouped by studio)
+/// and the unit it names. The first of the core's two steps ([`read`], then [`judge`]).
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub message: Message,
+    pub sender: Option<String>,
+    /// The 推荐单位 written in its 附件2 (mapped to a configured unit's name when it is one).
+    pub written_unit: Option<String>,
+    pub received_at: Option<DateTime<FixedOffset>>,
+    pub submission: Submission,
+    /// Download links in the body instead of attachments.
+    pub download_links: Vec<String>,
+}
+
+impl Mail {
+    /// The unit this mail is from: its sender's registered unit, else the one its 附件2 names.
+    pub fn unit(&self, config: &Config) -> Option<String> {
+        self.sender
+            .as_deref()
+            .and_then(|s| config.unit_of_sender(s))
+            .map(|u| u.name.clone())
+            .or_else(|| self.written_unit.clone())
+    }
+
+    /// Received after the deadline: it changes nothing on file.
+    pub fn is_late(&self, config: &Config) -> bool {
+        self.received_at.is_some_and(|t| t > config.campaign.deadline)
+    }
 }
 
 /// Everything the core decided about one message.
@@ -151,46 +210,106 @@ pub struct Outcome {
     /// The recommending unit: by sender address, else by the summary table's 推荐单位.
     pub unit: Option<String>,
     pub received_at: Option<DateTime<FixedOffset>>,
+    /// What this mail carries, grouped by studio.
     pub submission: Submission,
+    /// The unit's dossier after this mail (unchanged when the mail is late or carries no
+    /// documents).
+    pub dossier: Dossier,
+    /// The dossier as the rules judged it: its studios with their parts and 序号.
+    pub view: Submission,
+    /// What this mail changed in the dossier (empty when nothing).
+    pub changes: Vec<Change>,
+    /// The mail was merged into the dossier.
+    pub applied: bool,
+    /// The mail's own findings, then the dossier's (those with `on_file`).
     pub findings: Vec<Finding>,
+    pub standing: Standing,
+    pub download_links: Vec<String>,
 }
 
 impl Outcome {
     pub fn verdict(&self) -> Verdict {
-        if self.findings.iter().any(|f| f.severity == Severity::Error) {
+        if self.findings.iter().any(|f| f.code == findings::Code::SubmissionNoDocuments) {
+            Verdict::NotASubmission
+        } else if self.findings.iter().any(|f| f.severity == Severity::Error) {
             Verdict::Rejected
         } else {
             Verdict::Accepted
         }
     }
+
+    pub fn is_late(&self) -> bool {
+        self.findings.iter().any(|f| f.code == findings::Code::SubmissionLate)
+    }
 }
 
-/// The whole pure pipeline for one message: mime → grid → forms → rules.
-pub fn process(raw: &[u8], ctx: &Context) -> Result<Outcome, MimeError> {
+/// Step one, pure: raw bytes → the mail's parts.
+pub fn read(raw: &[u8], ctx: &Context) -> Result<Mail, MimeError> {
     let mut message = mime::parse(raw, &ctx.config.limits)?;
-    let submission = submission::assemble(&message.attachments, &ctx.config.limits, ctx.converters);
+    let submission = submission::read(&message.attachments, &ctx.config.limits, ctx.converters);
     for a in &mut message.attachments {
         a.data = Vec::new();
     }
     let sender = message.from.as_ref().map(|m| m.address.clone());
-    let unit = sender
-        .as_deref()
-        .and_then(|s| ctx.config.unit_of_sender(s))
-        .map(|u| u.name.clone())
-        .or_else(|| {
-            let written = submission.summaries.iter().find_map(|s| s.recommending_unit.clone())?;
-            Some(ctx.config.unit_named(&written).map(|u| u.name.clone()).unwrap_or(written))
-        });
+    let written_unit = submission.summaries.iter().find_map(|s| s.recommending_unit.clone()).map(|written| {
+        ctx.config.unit_named(&written).map(|u| u.name.clone()).unwrap_or(written)
+    });
     let received_at = ctx.received_at.or(message.received_at).or(message.date);
+    let download_links = links::download_links(&message.body_text);
+    Ok(Mail { message, sender, written_unit, received_at, submission, download_links })
+}
+
+/// Step two, pure: the mail merged into the unit's dossier `on_file` (empty for `check`),
+/// then judged. A late mail and a mail without documents are judged for the reply but
+/// change nothing on file.
+pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
+    let Mail { message, sender, written_unit: _, received_at, mut submission, download_links } = mail.clone();
+    let unit = mail.unit(ctx.config);
+    submission::group(&mut submission, &on_file.studios_on_file());
     let rule_ctx = RuleContext {
         config: ctx.config,
         sender: sender.as_deref(),
         unit: unit.as_deref(),
         received_at,
-        summary_on_file: ctx.summary_on_file,
         others: ctx.others,
         parts_truncated: message.parts_truncated,
+        summary_unreadable: submission.attachments.iter().any(|a| a.problem.is_some() && a.named_kind == Some(Kind::SummaryTable))
+            || submission.not_typed.iter().any(|n| n.kind == Kind::SummaryTable),
+        form_file_seen: submission.attachments.iter().any(|a| a.named_kind == Some(Kind::ApprovalForm)),
+        download_links: &download_links,
     };
-    let findings = rules::check(&submission, &rule_ctx);
-    Ok(Outcome { message, sender, unit, received_at, submission, findings })
+    let mut findings = rules::mail_rules(&submission, &rule_ctx);
+    let late = mail.is_late(ctx.config);
+    let has_documents = submission.has_documents();
+    let source = MailSource { message_id: message.message_id.clone(), received_at };
+    let (merged, merge_changes) = dossier::merge(on_file, &submission, &source);
+    let applied = has_documents && !late;
+    let view = dossier::view(&merged, Some(&submission));
+    let judged = rules::check(&view, &rule_ctx);
+    let standing;
+    let (dossier, changes, view) = if applied {
+        standing = dossier::standing(&merged, &view, &judged);
+        findings.extend(judged.into_iter().map(|mut f| {
+            f.on_file = true;
+            f
+        }));
+        (merged, merge_changes, view)
+    } else {
+        // Nothing changes on file. A late mail is still judged on what it would have made
+        // (the reply and `check` say what was wrong with it besides being late); a mail
+        // without documents has nothing to judge.
+        if late && has_documents {
+            findings.extend(judged);
+        }
+        let unchanged = dossier::view(on_file, None);
+        let on_file_findings = rules::check(&unchanged, &rule_ctx);
+        standing = dossier::standing(on_file, &unchanged, &on_file_findings);
+        (on_file.clone(), Vec::new(), unchanged)
+    };
+    Outcome { message, sender, unit, received_at, submission, dossier, view, changes, applied, findings, standing, download_links }
+}
+
+/// The whole pure pipeline for one message with nothing on file (what `check` does).
+pub fn process(raw: &[u8], ctx: &Context) -> Result<Outcome, MimeError> {
+    Ok(judge(read(raw, ctx)?, &Dossier::default(), ctx))
 }

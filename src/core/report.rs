@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 
+use chrono::{DateTime, FixedOffset};
+
 use super::findings::{Finding, Severity};
+use super::forms::Kind;
 use super::submission::{AttachmentInfo, Studio};
 use super::{Outcome, Verdict};
 use crate::config::Config;
@@ -32,7 +35,7 @@ pub fn check_json<'a>(source: &'a str, o: &'a Outcome) -> CheckJson<'a> {
         received_at: o.received_at.map(|t| t.to_rfc3339()),
         verdict: o.verdict(),
         attachments: &o.submission.attachments,
-        studios: &o.submission.studios,
+        studios: &o.view.studios,
         findings: &o.findings,
     }
 }
@@ -67,26 +70,31 @@ pub fn shown_subject(subject: &str) -> String {
 /// Enough for any real subject line (the notice's own title is under 40 characters).
 pub const SUBJECT_SHOWN_CHARS: usize = 100;
 
-/// The verdict in a few words. A late mail cannot be mended by resending it, so it does not
-/// ask for that.
-fn verdict_line(v: Verdict, late: bool) -> &'static str {
-    match (v, late) {
-        (Verdict::Accepted, _) => "审核通过",
-        (Verdict::Rejected, true) => "未通过：晚于报送截止时间",
-        (Verdict::Rejected, false) => "未通过，请修改后重新发送",
+/// The verdict in a few words.
+fn verdict_line(o: &Outcome) -> &'static str {
+    match o.verdict() {
+        Verdict::Accepted => "审核通过",
+        Verdict::NotASubmission => "已收到：邮件未附申报文件",
+        Verdict::Rejected if o.is_late() => "未通过：晚于报送截止时间",
+        Verdict::Rejected if !o.download_links.is_empty() && !o.submission.has_documents() => "未能接收：附件为下载链接",
+        Verdict::Rejected => "未通过：尚有问题需补发或更正",
     }
 }
 
-fn is_late(o: &Outcome) -> bool {
-    o.findings.iter().any(|f| f.code == super::findings::Code::SubmissionLate)
-}
-
-/// What to do next, for a rejected mail.
-fn next_step(late: bool) -> &'static str {
-    if late {
-        "本邮件晚于报送截止时间送达，重新发送也无法改变这一点；如对接收时间有疑问，请与工作人员联系。"
-    } else {
-        "修改后请重新发送邮件并附上该工作室的全部材料（附件1、附件3、场景照）及本单位的推荐汇总表（附件2），新邮件将替代此前的版本。"
+/// What to do next.
+fn next_step(o: &Outcome) -> Option<String> {
+    match o.verdict() {
+        Verdict::Accepted => None,
+        Verdict::NotASubmission => Some(format!(
+            "如需报送，每个工作室请发送：附件1 推荐审批表、附件3 申报材料（2000字以上）、工作室场景照1幅；每个推荐单位另发附件2 推荐汇总表1份。可一次发送，也可分几封邮件发送。{}",
+            if o.standing.studios.is_empty() && !o.standing.has_summary_table { "" } else { "本单位已报送的材料见上表。" }
+        )),
+        Verdict::Rejected if o.is_late() => Some(
+            "本邮件晚于报送截止时间送达，邮件中的材料未计入本单位的申报，此前按时报送的材料不受影响；重新发送也无法改变接收时间。如有疑问，请与工作人员联系。".into(),
+        ),
+        Verdict::Rejected => Some(
+            "请只补发缺少的文件或更正后的文件（可分几封邮件发送，无需重发已收到的全部材料）；新收到的文件将替代同一工作室此前的同类文件。".into(),
+        ),
     }
 }
 
@@ -107,77 +115,175 @@ fn detail(f: &Finding) -> String {
     format!("（实际：{}；要求：{}）", f.found, f.expected)
 }
 
-/// The reply to the sender. Only findings the sender can act on are in it (see
+/// A date for the reply: `9月20日`.
+fn day(t: Option<DateTime<FixedOffset>>, tz: chrono_tz::Tz) -> String {
+    t.map(|t| t.with_timezone(&tz).format("%-m月%-d日 %H:%M").to_string()).unwrap_or_else(|| "此前".into())
+}
+
+/// What this mail brought, one line per part: `【X工作室】申报材料（附件3）：材料.docx（替代9月20日收到的版本）`.
+fn brought_lines(o: &Outcome, tz: chrono_tz::Tz) -> Vec<String> {
+    let mut out: Vec<String> = o
+        .changes
+        .iter()
+        .map(|c| {
+            let who = c.studio.as_deref().map(|s| format!("【{s}】")).unwrap_or_default();
+            let replaced = c.replaced.as_ref().map(|r| format!("（替代{}收到的版本）", day(r.received_at, tz))).unwrap_or_default();
+            format!("{who}{}：{}{replaced}", c.part.chinese(), c.file)
+        })
+        .collect();
+    if !o.applied {
+        // Late mail: what it carried, for the record.
+        for a in o.submission.attachments.iter().filter(|a| a.kind != Kind::Other && a.duplicate_of.is_none()) {
+            let who = a.studio.as_deref().map(|s| format!("【{s}】")).unwrap_or_default();
+            out.push(format!("{who}{}：{}", a.kind.chinese(), a.file));
+        }
+    } else {
+        for a in o.submission.attachments.iter().filter(|a| {
+            a.problem.is_none() && a.duplicate_of.is_none() && a.studio.is_none() && matches!(a.kind, Kind::Photo | Kind::Materials | Kind::Scan)
+        }) {
+            out.push(format!("{}：{}（未能确定属于哪个工作室，未计入；请在文件名中写明工作室或带头人姓名后补发）", a.kind.chinese(), a.file));
+        }
+    }
+    for a in o.submission.attachments.iter().filter(|a| a.kind == Kind::CoverLetter) {
+        out.push(format!("推荐函：{}（已收到，无需审核）", a.file));
+    }
+    out
+}
+
+/// One line per studio of the unit: its parts on file and whether it is complete.
+fn standing_lines(o: &Outcome) -> Vec<String> {
+    let mark = |b: bool| if b { "✓" } else { "✗缺" };
+    o.standing
+        .studios
+        .iter()
+        .map(|s| {
+            let rank = s.rank.map(|r| format!("序号{r} ")).unwrap_or_default();
+            let state = if s.complete() {
+                "齐全".to_owned()
+            } else if s.errors > 0 {
+                format!("有{}个问题待更正或补发", s.errors)
+            } else {
+                "待补".to_owned()
+            };
+            format!(
+                "{rank}{}：审批表{} 汇总表{} 申报材料{} 场景照{}{} —— {state}",
+                s.name,
+                mark(s.has_approval_form),
+                mark(s.has_summary_row),
+                mark(s.has_materials),
+                mark(s.has_photo),
+                if s.photo_inside { "（取自文档中的图片）" } else { "" }
+            )
+        })
+        .collect()
+}
+
+/// The unit's state in one sentence.
+fn standing_sentence(o: &Outcome) -> String {
+    let st = &o.standing;
+    if st.complete() {
+        format!("本单位推荐汇总表所列{}个工作室的材料均已齐全、审核通过，无需再发。", st.studios.len())
+    } else if st.studios.is_empty() && !st.has_summary_table {
+        "本单位尚未报送任何申报材料。".into()
+    } else {
+        let complete = st.studios.iter().filter(|s| s.complete()).count();
+        format!(
+            "本单位目前共{}个工作室，其中{}个材料齐全；{}",
+            st.studios.len(),
+            complete,
+            if st.has_summary_table { "未齐全的见下文。" } else { "尚未收到推荐汇总表（附件2）。" }
+        )
+    }
+}
+
+/// The reply to the sender: the verdict, what this mail brought, where the unit stands, and
+/// exactly what is still missing or wrong. Only findings the sender can act on are in it (see
 /// [`super::findings::Code::for_sender`]); the verdict still counts every error.
-pub fn reply(o: &Outcome, config: &Config, superseded: &[String]) -> Reply {
-    let verdict = o.verdict();
+pub fn reply(o: &Outcome, config: &Config) -> Reply {
     let tz = config.timezone().unwrap_or(chrono_tz::Asia::Shanghai);
     let shown: Vec<&Finding> = o.findings.iter().filter(|f| f.code.for_sender()).collect();
-    let errors: Vec<&&Finding> = shown.iter().filter(|f| f.severity == Severity::Error).collect();
-    let warnings: Vec<&&Finding> = shown.iter().filter(|f| f.severity == Severity::Warning).collect();
+    let errors: Vec<&Finding> = shown.iter().copied().filter(|f| f.severity == Severity::Error).collect();
+    let warnings: Vec<&Finding> = shown.iter().copied().filter(|f| f.severity == Severity::Warning).collect();
     let original = &shown_subject(&o.message.subject);
-    let late = is_late(o);
-    let subject = format!("【{}】回复：{}", verdict_line(verdict, late), original);
+    let headline = verdict_line(o);
+    let subject = format!("【{headline}】回复：{original}");
+    let when = o.received_at.map(|r| r.with_timezone(&tz).format("%Y年%m月%d日 %H:%M").to_string()).unwrap_or_else(|| "近日".into());
+    let greeting = o.unit.as_deref().map(shown_value).unwrap_or_else(|| "您好".into());
+    let brought = brought_lines(o, tz);
+    let standing = standing_lines(o);
 
     let mut t = String::new();
-    let greeting = o.unit.as_deref().unwrap_or("您好");
-    if o.unit.is_some() {
-        t.push_str(&format!("{greeting}：\n\n"));
-    } else {
-        t.push_str("您好：\n\n");
-    }
-    let when = o
-        .received_at
-        .map(|r| r.with_timezone(&tz).format("%Y年%m月%d日 %H:%M").to_string())
-        .unwrap_or_else(|| "近日".into());
+    t.push_str(&format!("{greeting}：\n\n"));
     t.push_str(&format!("您于{when}发送的邮件《{original}》已收到。系统自动审核结果：\n\n"));
-    t.push_str(&format!("  ■ {}", verdict_line(verdict, late)));
-    match verdict {
-        Verdict::Accepted if warnings.is_empty() => t.push_str("。材料齐全，无需再发。\n\n"),
-        Verdict::Accepted => t.push_str(&format!("。另有 {} 条提醒，无需重新发送。\n\n", warnings.len())),
-        Verdict::Rejected => t.push_str(&format!(
-            "。共 {} 个必须修改的问题{}。\n\n",
-            errors.len(),
-            if warnings.is_empty() { String::new() } else { format!("、{} 条提醒", warnings.len()) }
+    t.push_str(&format!("  ■ {headline}。"));
+    match o.verdict() {
+        Verdict::Accepted if warnings.is_empty() => t.push_str("材料齐全，无需再发。\n\n"),
+        Verdict::Accepted => t.push_str(&format!("另有 {} 条提醒，无需重新发送。\n\n", warnings.len())),
+        Verdict::Rejected | Verdict::NotASubmission => t.push_str(&format!(
+            "{}{}\n\n",
+            if errors.is_empty() { String::new() } else { format!("共 {} 个需要补发或更正的问题", errors.len()) },
+            if warnings.is_empty() { String::new() } else { format!("{}{} 条提醒", if errors.is_empty() { "" } else { "、" }, warnings.len()) }
         )),
     }
+    let mut n = 0;
+    let mut heading = |t: &mut String, title: &str| {
+        n += 1;
+        t.push_str(&format!("{}、{title}\n", ["一", "二", "三", "四", "五"][(n - 1).min(4)]));
+    };
+    if !brought.is_empty() {
+        heading(&mut t, if o.applied { "本邮件收到的材料" } else { "本邮件所附文件（未计入）" });
+        for line in &brought {
+            t.push_str(&format!("  - {line}\n"));
+        }
+        t.push('\n');
+    }
+    heading(&mut t, "本单位目前已报送的情况");
+    t.push_str(&format!("  {}\n", standing_sentence(o)));
+    for (i, line) in standing.iter().enumerate() {
+        t.push_str(&format!("  {}. {line}\n", i + 1));
+    }
+    t.push('\n');
     if !errors.is_empty() {
-        t.push_str("一、必须修改的问题\n");
+        heading(&mut t, "需要补发或更正的问题");
         for (i, f) in errors.iter().enumerate() {
             push_item(&mut t, i + 1, f);
         }
         t.push('\n');
     }
     if !warnings.is_empty() {
-        t.push_str(if errors.is_empty() { "一、提醒（无需重新发送）\n" } else { "二、提醒（无需重新发送）\n" });
+        heading(&mut t, "提醒（无需重新发送）");
         for (i, f) in warnings.iter().enumerate() {
             push_item(&mut t, i + 1, f);
         }
         t.push('\n');
     }
-    if !o.submission.studios.is_empty() {
-        t.push_str("本次收到的工作室：\n");
-        for (i, s) in o.submission.studios.iter().enumerate() {
-            t.push_str(&format!("  {}. {}：{}\n", i + 1, s.name, parts_line(s)));
-        }
-        t.push('\n');
-    }
-    for name in superseded {
-        t.push_str(&format!("说明：“{name}”此前已报送，本次邮件中的材料将替代之前的版本。\n"));
-    }
-    if !superseded.is_empty() {
-        t.push('\n');
-    }
-    if verdict == Verdict::Rejected {
-        t.push_str(next_step(late));
+    if let Some(step) = next_step(o) {
+        t.push_str(&step);
         t.push('\n');
     }
     t.push_str(&format!("纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}\n", config.campaign_contact_line()));
     t.push_str(&format!("\n{}\n", config.outbox_from_name()));
 
-    let html = html_reply(o, config, verdict, &errors, &warnings, &when, original, superseded);
+    let html = html_reply(o, config, headline, &errors, &warnings, &when, original, &brought, &standing, &greeting);
     Reply { subject, text: t, html }
 }
+
+/// A value from a mail or its forms as the reply shows it: no control or invisible
+/// characters, capped in length.
+pub fn shown_value(s: &str) -> String {
+    let is_hidden = |c: char| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+    let cleaned: String = s.chars().filter(|&c| !is_hidden(c)).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.chars().count() <= SHOWN_VALUE_CHARS {
+        return cleaned.to_owned();
+    }
+    let mut cut: String = cleaned.chars().take(SHOWN_VALUE_CHARS).collect();
+    cut.push('…');
+    cut
+}
+
+/// Longest value echoed in a reply (a unit's or studio's name is well under this).
+pub const SHOWN_VALUE_CHARS: usize = 60;
 
 fn push_item(t: &mut String, n: usize, f: &Finding) {
     let who = f.studio.as_deref().map(|s| format!("【{s}】")).unwrap_or_default();
@@ -186,17 +292,6 @@ fn push_item(t: &mut String, n: usize, f: &Finding) {
     if !at.is_empty() {
         t.push_str(&format!("     位置：{at}{}\n", detail(f)));
     }
-}
-
-fn parts_line(s: &Studio) -> String {
-    let mark = |b: bool| if b { "✓" } else { "✗" };
-    format!(
-        "审批表{} 汇总表{} 申报材料{} 场景照{}",
-        mark(s.has_approval_form),
-        mark(s.has_summary_row),
-        mark(s.has_materials),
-        mark(s.has_photo)
-    )
 }
 
 /// Why a stored message has no outcome of the core: its sender gets a short reply saying so
@@ -273,24 +368,67 @@ pub fn escape(s: &str) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn html_reply(o: &Outcome, config: &Config, verdict: Verdict, errors: &[&&Finding], warnings: &[&&Finding], when: &str, original: &str, superseded: &[String]) -> String {
+fn html_reply(
+    o: &Outcome,
+    config: &Config,
+    headline: &str,
+    errors: &[&Finding],
+    warnings: &[&Finding],
+    when: &str,
+    original: &str,
+    brought: &[String],
+    standing: &[String],
+    greeting: &str,
+) -> String {
     // Table layout and inline styles only: Outlook's Word renderer, Foxmail and QQ Mail all
     // ignore <style> blocks in part and flexbox entirely.
-    let (colour, bg) = match verdict {
+    let (colour, bg) = match o.verdict() {
         Verdict::Accepted => ("#1a7f37", "#e6f4ea"),
+        Verdict::NotASubmission => ("#555555", "#f2f2f2"),
         Verdict::Rejected => ("#b3261e", "#fdecea"),
     };
     let mut h = String::new();
     h.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px;color:#222\">");
-    h.push_str(&format!("<p>{}：</p>", escape(o.unit.as_deref().unwrap_or("您好"))));
+    h.push_str(&format!("<p>{}：</p>", escape(greeting)));
     h.push_str(&format!("<p>您于{}发送的邮件《{}》已收到。系统自动审核结果：</p>", escape(when), escape(original)));
     h.push_str(&format!(
-        "<table cellpadding=\"8\" cellspacing=\"0\" style=\"border:1px solid {colour};background:{bg}\"><tr><td style=\"color:{colour};font-size:16px;font-weight:bold\">{}</td><td>必须修改：{} 项　提醒：{} 项</td></tr></table>",
-        verdict_line(verdict, is_late(o)),
+        "<table cellpadding=\"8\" cellspacing=\"0\" style=\"border:1px solid {colour};background:{bg}\"><tr><td style=\"color:{colour};font-size:16px;font-weight:bold\">{}</td><td>需补发或更正：{} 项　提醒：{} 项</td></tr></table>",
+        escape(headline),
         errors.len(),
         warnings.len()
     ));
-    let section = |h: &mut String, title: &str, items: &[&&Finding]| {
+    let list = |h: &mut String, title: &str, lines: &[String]| {
+        if lines.is_empty() {
+            return;
+        }
+        h.push_str(&format!("<h3 style=\"font-size:15px\">{}</h3><ul>", escape(title)));
+        for l in lines {
+            h.push_str(&format!("<li>{}</li>", escape(l)));
+        }
+        h.push_str("</ul>");
+    };
+    list(&mut h, if o.applied { "本邮件收到的材料" } else { "本邮件所附文件（未计入）" }, brought);
+    h.push_str(&format!("<h3 style=\"font-size:15px\">本单位目前已报送的情况</h3><p>{}</p>", escape(&standing_sentence(o))));
+    if !standing.is_empty() {
+        h.push_str("<table cellpadding=\"6\" cellspacing=\"0\" border=\"1\" style=\"border-collapse:collapse;border-color:#ccc\"><tr style=\"background:#f2f2f2\"><th>序号</th><th>工作室</th><th>审批表</th><th>汇总表</th><th>申报材料</th><th>场景照</th><th>状态</th></tr>");
+        let mark = |b: bool| if b { "<span style=\"color:#1a7f37\">✓</span>" } else { "<span style=\"color:#b3261e\">✗ 缺</span>" };
+        for s in &o.standing.studios {
+            let state = if s.complete() { "齐全".to_owned() } else if s.errors > 0 { format!("{}个问题", s.errors) } else { "待补".into() };
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
+                s.rank.map(|r| r.to_string()).unwrap_or_else(|| "—".into()),
+                escape(&s.name),
+                mark(s.has_approval_form),
+                mark(s.has_summary_row),
+                mark(s.has_materials),
+                mark(s.has_photo),
+                if s.photo_inside { "（文档中的图片）" } else { "" },
+                escape(&state)
+            ));
+        }
+        h.push_str("</table>");
+    }
+    let section = |h: &mut String, title: &str, items: &[&Finding]| {
         if items.is_empty() {
             return;
         }
@@ -309,28 +447,10 @@ fn html_reply(o: &Outcome, config: &Config, verdict: Verdict, errors: &[&&Findin
         }
         h.push_str("</table>");
     };
-    section(&mut h, "必须修改的问题", errors);
+    section(&mut h, "需要补发或更正的问题", errors);
     section(&mut h, "提醒（无需重新发送）", warnings);
-    if !o.submission.studios.is_empty() {
-        h.push_str("<h3 style=\"font-size:15px\">本次收到的工作室</h3><table cellpadding=\"6\" cellspacing=\"0\" border=\"1\" style=\"border-collapse:collapse;border-color:#ccc\"><tr style=\"background:#f2f2f2\"><th>工作室</th><th>审批表</th><th>汇总表</th><th>申报材料</th><th>场景照</th></tr>");
-        let mark = |b: bool| if b { "<span style=\"color:#1a7f37\">✓</span>" } else { "<span style=\"color:#b3261e\">✗ 缺</span>" };
-        for s in &o.submission.studios {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&s.name),
-                mark(s.has_approval_form),
-                mark(s.has_summary_row),
-                mark(s.has_materials),
-                mark(s.has_photo)
-            ));
-        }
-        h.push_str("</table>");
-    }
-    for name in superseded {
-        h.push_str(&format!("<p>说明：“{}”此前已报送，本次邮件中的材料将替代之前的版本。</p>", escape(name)));
-    }
-    if verdict == Verdict::Rejected {
-        h.push_str(&format!("<p>{}</p>", next_step(is_late(o))));
+    if let Some(step) = next_step(o) {
+        h.push_str(&format!("<p>{}</p>", escape(&step)));
     }
     h.push_str(&format!("<p style=\"color:#666\">纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}</p>", escape(&config.campaign_contact_line())));
     h.push_str(&format!("<p>{}</p></body></html>", escape(&config.outbox_from_name())));

@@ -23,15 +23,122 @@ pub struct RuleContext<'a> {
     /// The unit this submission is from (by sender address or by its 推荐单位).
     pub unit: Option<&'a str>,
     pub received_at: Option<DateTime<FixedOffset>>,
-    /// This unit sent a summary table in an earlier mail.
-    pub summary_on_file: bool,
     pub others: &'a [KnownStudio],
     /// The mail had more MIME parts than `[limits] max_parts`; the rest was not read.
     pub parts_truncated: bool,
+    /// This mail carried a 附件2 that cannot be read (or only a scan of it): the dossier's
+    /// missing 附件2 is that file's finding, not a second one.
+    pub summary_unreadable: bool,
+    /// This mail carried a file named as a 附件1 (readable or not).
+    pub form_file_seen: bool,
+    /// Download links in the mail body instead of attachments.
+    pub download_links: &'a [String],
 }
 
 pub const NAME_SUFFIX: &str = "劳模和工匠人才创新工作室";
 
+/// The findings about the mail itself, whatever the dossier holds: late, who sent it, what in
+/// it cannot be read, download links, no documents at all.
+pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let cfg = &ctx.config;
+    if let Some(at) = ctx.received_at
+        && at > cfg.campaign.deadline
+    {
+        out.push(
+            Finding::new(Code::SubmissionLate)
+                .at("邮件接收时间")
+                .found(at.to_rfc3339())
+                .expected(format!("不晚于 {}", cfg.campaign.deadline.to_rfc3339()))
+                .says(format!(
+                    "本邮件于{}送达，已超过报送截止时间{}，邮件中的材料未计入本单位的申报（此前按时报送的材料不受影响）。",
+                    at.format("%Y年%m月%d日 %H:%M"),
+                    cfg.campaign.deadline.format("%Y年%m月%d日 %H:%M")
+                )),
+        );
+    }
+    if let Some(sender) = ctx.sender
+        && cfg.unit_of_sender(sender).is_none()
+    {
+        out.push(
+            Finding::new(Code::SubmissionUnknownSender)
+                .at("发件人")
+                .found(sender.to_owned())
+                .expected("配置中登记的推荐单位邮箱")
+                .says("发件地址未登记为任何推荐单位的邮箱，请工作人员核对。"),
+        );
+    }
+    if ctx.parts_truncated {
+        let limit = ctx.config.limits.max_parts;
+        out.push(
+            Finding::new(Code::SubmissionUnreadableAttachment)
+                .at("邮件结构")
+                .found(format!("超过 {limit} 个邮件部分，其余部分未读取"))
+                .expected(format!("不超过 {limit} 个部分"))
+                .says(format!("邮件包含的部分（附件、正文、嵌套邮件）超过 {limit} 个，超出部分未读取。请只附上申报所需文件后重新发送。")),
+        );
+    }
+    for att in mail.attachments.iter().filter(|a| a.problem.is_some()) {
+        let problem = att.problem.as_ref().expect("filtered");
+        out.push(
+            Finding::new(Code::SubmissionUnreadableAttachment)
+                .studio(att.studio.as_deref())
+                .file(&att.file)
+                .at("整个文件")
+                .found(problem.chinese())
+                .expected("可以打开的 .docx / .xlsx / 图片文件")
+                .says(format!("附件“{}”无法读取：{}", att.file, problem.advice())),
+        );
+    }
+    for studio in &mail.studios {
+        for &n in &studio.not_typed {
+            let nt = &mail.not_typed[n];
+            if nt.kind != Kind::ApprovalForm {
+                out.push(not_typed_other(nt, Some(&studio.name)));
+            }
+        }
+    }
+    for (n, nt) in mail.not_typed.iter().enumerate() {
+        if nt.kind != Kind::ApprovalForm && !mail.studios.iter().any(|s| s.not_typed.contains(&n)) {
+            out.push(not_typed_other(nt, None));
+        }
+    }
+    if !ctx.download_links.is_empty() {
+        let shown: Vec<&str> = ctx.download_links.iter().take(3).map(String::as_str).collect();
+        let limit_mb = ctx.config.limits.max_message_bytes / (1024 * 1024);
+        out.push(
+            Finding::new(Code::SubmissionDownloadLink)
+                .at("邮件正文")
+                .found(format!("下载链接：{}", shown.join(" ")))
+                .expected("文件直接作为邮件附件")
+                .says(format!(
+                    "邮件中的文件是下载链接（如QQ邮箱“超大附件”、网盘链接），系统无法下载。请将文件直接添加为附件发送，或压缩为一个ZIP文件（整封邮件不超过{limit_mb}MB）；文件较多时可分几封邮件发送。"
+                )),
+        );
+    } else if !mail.has_documents() {
+        out.push(
+            Finding::new(Code::SubmissionNoDocuments)
+                .at("邮件附件")
+                .found(if mail.attachments.iter().any(|a| a.kind == Kind::CoverLetter) { "只有推荐函，没有申报文件".to_owned() } else { "没有申报文件".to_owned() })
+                .expected("附件1 推荐审批表、附件2 推荐汇总表、附件3 申报材料、场景照")
+                .says("本邮件未附申报文件，未改变本单位已报送的材料；工作人员会阅读邮件内容。"),
+        );
+    }
+    out
+}
+
+fn not_typed_other(nt: &super::submission::NotTyped, studio: Option<&str>) -> Finding {
+    Finding::new(Code::SubmissionUnreadableAttachment)
+        .studio(studio)
+        .file(&nt.file)
+        .at("整个文件")
+        .found("图片或扫描件")
+        .expected(format!("{}的电子文档", nt.kind.chinese()))
+        .says(format!("{}只收到图片或扫描件，无法读取内容，请发送电子文档（Word/Excel）。", nt.kind.chinese()))
+}
+
+/// The findings about what is on file: `sub` is the unit's dossier as
+/// [`super::dossier::view`] shows it (for `check`, the one mail).
 pub fn check(sub: &Submission, ctx: &RuleContext) -> Vec<Finding> {
     let mut out = Vec::new();
     submission_rules(sub, ctx, &mut out);
@@ -81,75 +188,23 @@ pub fn check(sub: &Submission, ctx: &RuleContext) -> Vec<Finding> {
 }
 
 fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>) {
-    let cfg = &ctx.config;
-    if let Some(at) = ctx.received_at
-        && at > cfg.campaign.deadline
-    {
-        out.push(
-            Finding::new(Code::SubmissionLate)
-                .at("邮件接收时间")
-                .found(at.to_rfc3339())
-                .expected(format!("不晚于 {}", cfg.campaign.deadline.to_rfc3339()))
-                .says(format!(
-                    "本邮件于{}送达，已超过报送截止时间{}。",
-                    at.format("%Y年%m月%d日 %H:%M"),
-                    cfg.campaign.deadline.format("%Y年%m月%d日 %H:%M")
-                )),
-        );
-    }
-    if let Some(sender) = ctx.sender
-        && cfg.unit_of_sender(sender).is_none()
-    {
-        out.push(
-            Finding::new(Code::SubmissionUnknownSender)
-                .at("发件人")
-                .found(sender.to_owned())
-                .expected("配置中登记的推荐单位邮箱")
-                .says("发件地址未登记为任何推荐单位的邮箱，请工作人员核对。"),
-        );
-    }
-    let summary_unreadable = sub.attachments.iter().any(|a| a.problem.is_some() && a.named_kind == Some(Kind::SummaryTable))
-        || sub.not_typed.iter().any(|n| n.kind == Kind::SummaryTable);
-    if sub.summaries.is_empty() && !ctx.summary_on_file && !summary_unreadable {
+    if sub.summaries.is_empty() && !ctx.summary_unreadable {
         out.push(
             Finding::new(Code::SubmissionNoSummaryTable)
                 .at("邮件附件")
-                .found("未找到推荐汇总表")
+                .found("尚未收到推荐汇总表")
                 .expected("附件2 乐山市劳模和工匠人才创新工作室推荐汇总表（每个推荐单位1份）")
-                .says("邮件中没有推荐汇总表（附件2），请补发本单位的推荐汇总表（Excel 格式）。"),
-        );
-    }
-    if ctx.parts_truncated {
-        let limit = ctx.config.limits.max_parts;
-        out.push(
-            Finding::new(Code::SubmissionUnreadableAttachment)
-                .at("邮件结构")
-                .found(format!("超过 {limit} 个邮件部分，其余部分未读取"))
-                .expected(format!("不超过 {limit} 个部分"))
-                .says(format!("邮件包含的部分（附件、正文、嵌套邮件）超过 {limit} 个，超出部分未读取。请只附上申报所需文件后重新发送。")),
-        );
-    }
-    for att in sub.attachments.iter().filter(|a| a.problem.is_some()) {
-        let problem = att.problem.as_ref().expect("filtered");
-        out.push(
-            Finding::new(Code::SubmissionUnreadableAttachment)
-                .studio(att.studio.as_deref())
-                .file(&att.file)
-                .at("整个文件")
-                .found(problem.to_string())
-                .expected("可以打开的 .docx / .xlsx / 图片文件")
-                .says(format!("附件“{}”无法读取：{}", att.file, problem.advice())),
+                .says("尚未收到本单位的推荐汇总表（附件2），请补发（Excel 格式，可单独发送）。"),
         );
     }
     if sub.studios.is_empty() {
-        let any_form_file = sub.attachments.iter().any(|a| a.named_kind == Some(Kind::ApprovalForm));
-        if !any_form_file {
+        if !ctx.form_file_seen {
             out.push(
                 Finding::new(Code::SubmissionMissingApprovalForm)
                     .at("邮件附件")
-                    .found("未找到任何工作室的推荐审批表")
+                    .found("尚未收到任何工作室的推荐审批表")
                     .expected("每个工作室1份附件1 推荐审批表")
-                    .says("邮件中没有找到任何工作室的推荐审批表（附件1），请按通知要求附上。"),
+                    .says("尚未收到任何工作室的推荐审批表（附件1），请按通知要求补发。"),
             );
         }
     }
@@ -160,9 +215,9 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
                 Finding::new(Code::SubmissionMissingApprovalForm)
                     .studio(name)
                     .at("邮件附件")
-                    .found("未找到该工作室的推荐审批表")
+                    .found("尚未收到该工作室的推荐审批表")
                     .expected("附件1 推荐审批表")
-                    .says(format!("“{}”缺少推荐审批表（附件1），请补发。", studio.name)),
+                    .says(format!("“{}”尚缺推荐审批表（附件1），请补发（可单独发送）。", studio.name)),
             );
         }
         if studio.materials.is_empty() && !studio.unreadable.contains(&Kind::Materials) {
@@ -170,10 +225,10 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
                 Finding::new(Code::SubmissionMissingMaterials)
                     .studio(name)
                     .at("邮件附件")
-                    .found("未找到该工作室的申报材料")
+                    .found("尚未收到该工作室的申报材料")
                     .expected("附件3 申报材料（2000字以上）")
                     .says(format!(
-                        "“{}”缺少申报材料（附件3）；如已附上，请在文件名中写明工作室或带头人姓名。",
+                        "“{}”尚缺申报材料（附件3），请补发；如已发送，请在文件名中写明工作室或带头人姓名。",
                         studio.name
                     )),
             );
@@ -183,17 +238,19 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
                 Finding::new(Code::SubmissionMissingPhoto)
                     .studio(name)
                     .at("邮件附件")
-                    .found("未找到该工作室的场景照")
+                    .found("尚未收到该工作室的场景照")
                     .expected("工作室场景照1幅（格式不限）")
                     .says(format!(
-                        "“{}”缺少工作室场景照；如已附上，请在照片文件名中写明工作室或带头人姓名。",
+                        "“{}”尚缺工作室场景照，请补发；如已发送，请在照片文件名中写明工作室或带头人姓名。",
                         studio.name
                     )),
             );
         }
+        // A scan of the 附件1 counts against the studio only while no typed form is on file
+        // (the view holds the scan only then).
         for &n in &studio.not_typed {
             let nt = &sub.not_typed[n];
-            if nt.kind == Kind::ApprovalForm {
+            if nt.kind == Kind::ApprovalForm && studio.form.is_none() {
                 out.push(
                     Finding::new(Code::FormNotTyped)
                         .studio(name)
@@ -201,17 +258,7 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
                         .at("整个文件")
                         .found("图片或扫描件")
                         .expected("打印填写的电子文档（.docx 或 .xlsx）")
-                        .says("推荐审批表只收到照片或扫描件。通知要求“此表打印填写，禁止手工填写”，请发送填写好的电子文档。"),
-                );
-            } else {
-                out.push(
-                    Finding::new(Code::SubmissionUnreadableAttachment)
-                        .studio(name)
-                        .file(&nt.file)
-                        .at("整个文件")
-                        .found("图片或扫描件")
-                        .expected(format!("{}的电子文档", nt.kind.chinese()))
-                        .says(format!("{}只收到图片或扫描件，无法读取内容，请发送电子文档（Word/Excel）。", nt.kind.chinese())),
+                        .says("推荐审批表只收到照片或扫描件。通知要求“此表打印填写，禁止手工填写”，请另发填写好的电子文档（扫描件可一并保留）。"),
                 );
             }
         }

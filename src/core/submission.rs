@@ -30,13 +30,13 @@ pub struct AttachmentInfo {
 }
 
 /// A form that came only as a picture or an image-only PDF (`form.not_typed`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NotTyped {
     pub file: String,
     pub kind: Kind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BadPhoto {
     pub file: String,
     pub reason: String,
@@ -71,10 +71,14 @@ pub struct Studio {
     /// Kinds of this studio's files that could not be read.
     #[serde(skip)]
     pub unreadable: Vec<Kind>,
+    /// A studio of the unit's dossier, not named by this mail's forms or 附件2: a candidate
+    /// owner for the mail's unnamed files (kept only when it receives one).
+    #[serde(skip)]
+    pub on_file: Option<usize>,
 }
 
 impl Studio {
-    fn new(name: String) -> Studio {
+    pub(crate) fn new(name: String) -> Studio {
         Studio {
             name,
             unit: None,
@@ -93,12 +97,25 @@ impl Studio {
             bad_photos: Vec::new(),
             not_typed: Vec::new(),
             unreadable: Vec::new(),
+            on_file: None,
         }
     }
 
     /// The name without the notice's suffix: what people write in file names.
     fn short_name(&self) -> String {
-        let n = squash(&self.name);
+        short_name(&self.name)
+    }
+
+    /// Did this mail bring any file of this studio?
+    pub fn has_files(&self) -> bool {
+        self.form.is_some() || !self.materials.is_empty() || !self.photos.is_empty() || !self.bad_photos.is_empty() || !self.not_typed.is_empty()
+    }
+}
+
+/// A studio's name without the notice's suffix: what people write in file names.
+pub fn short_name(name: &str) -> String {
+    {
+        let n = squash(name);
         for suffix in ["劳模和工匠人才创新工作室", "劳模创新工作室", "创新工作室", "工作室"] {
             if let Some(s) = n.strip_suffix(suffix) {
                 return s.to_owned();
@@ -106,6 +123,18 @@ impl Studio {
         }
         n
     }
+}
+
+/// A studio already in the unit's dossier, as the grouping of a new mail sees it: a name to
+/// match files against, and which parts it already has.
+#[derive(Debug, Clone, Default)]
+pub struct StudioOnFile {
+    pub name: String,
+    pub leader: Option<String>,
+    pub unit: Option<String>,
+    pub has_form: bool,
+    pub has_materials: bool,
+    pub has_photo: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -118,13 +147,41 @@ pub struct Submission {
     pub bad_photos: Vec<BadPhoto>,
     pub not_typed: Vec<NotTyped>,
     pub studios: Vec<Studio>,
+    /// Index in `attachments` of each item of `materials`, `photos`, `bad_photos`, `not_typed`.
+    #[serde(skip)]
+    material_of: Vec<usize>,
+    #[serde(skip)]
+    photo_of: Vec<usize>,
+    #[serde(skip)]
+    bad_photo_of: Vec<usize>,
+    #[serde(skip)]
+    not_typed_of: Vec<usize>,
+}
+
+impl Submission {
+    /// Does the mail carry anything of a submission: a form, materials, a photo, a scan, an
+    /// archive, or a file that was meant as one of them but cannot be read?
+    pub fn has_documents(&self) -> bool {
+        self.attachments.iter().any(|a| {
+            matches!(a.kind, Kind::ApprovalForm | Kind::SummaryTable | Kind::Materials | Kind::Photo | Kind::Archive | Kind::Scan)
+                || (a.problem.is_some() && a.kind != Kind::CoverLetter)
+        })
+    }
 }
 
 /// Images smaller than this that sit inline in the body are signatures and logos, not photos.
 const SIGNATURE_MAX_SIDE: u32 = 300;
 
-/// Classify and parse every attachment, then group the parts by studio.
+/// Classify and parse every attachment, then group the parts by studio (no dossier on file:
+/// what `check` does).
 pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Converters) -> Submission {
+    let mut sub = read(attachments, limits, converters);
+    group(&mut sub, &[]);
+    sub
+}
+
+/// Classify and parse every attachment; [`group`] then tells which studio each part is of.
+pub fn read(attachments: &[Attachment], limits: &Limits, converters: &Converters) -> Submission {
     let mut sub = Submission::default();
     // Where each parsed item came from, to attach it to a studio later.
     let mut material_of: Vec<usize> = Vec::new();
@@ -183,7 +240,7 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
             f if forms::is_image(f) || image_by_name(&att.file_name) => {
                 match named_kind {
                     Some(k @ (Kind::ApprovalForm | Kind::SummaryTable | Kind::Materials)) => {
-                        info.kind = k;
+                        info.kind = Kind::Scan;
                         not_typed_of.push(index);
                         sub.not_typed.push(NotTyped { file: att.name.clone(), kind: k });
                     }
@@ -211,6 +268,7 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
                         let no_text = text::count_chars(&doc.text()) == 0;
                         if no_text && matches!(kind, Kind::ApprovalForm | Kind::SummaryTable) {
                             // A scan pasted into Word or saved as PDF.
+                            info.kind = Kind::Scan;
                             not_typed_of.push(index);
                             sub.not_typed.push(NotTyped { file: att.name.clone(), kind });
                         } else {
@@ -240,7 +298,10 @@ pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Conver
         }
         sub.attachments.push(info);
     }
-    group_by_studio(&mut sub, &material_of, &photo_of, &bad_photo_of, &not_typed_of);
+    sub.material_of = material_of;
+    sub.photo_of = photo_of;
+    sub.bad_photo_of = bad_photo_of;
+    sub.not_typed_of = not_typed_of;
     sub
 }
 
@@ -256,7 +317,7 @@ fn image_by_name(name: &str) -> bool {
     [".jpg", ".jpeg", ".png", ".heic", ".heif", ".bmp", ".gif", ".webp", ".tif", ".tiff"].iter().any(|e| lower.ends_with(e))
 }
 
-fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
+pub(crate) fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
     let n = squash(name);
     if !n.is_empty() && squash(&a.name) == n {
         return true;
@@ -271,7 +332,15 @@ fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
     short.chars().count() >= 4 && (n.contains(&short) || squash(&a.name).contains(&n) && n.chars().count() >= 4)
 }
 
-fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usize], bad_photo_of: &[usize], not_typed_of: &[usize]) {
+/// Which studio each part of the mail is of. The candidates are the studios its forms and
+/// 附件2 name, then the studios already on file (`on_file`, from the unit's dossier): a photo
+/// sent alone tomorrow finds the studio whose forms came today.
+///
+/// Files that name no studio inside go by the names in the file name, then the folder or
+/// forwarded mail they came in; when the mail concerns one studio (its only form or
+/// materials), or there is only one candidate, that one takes them all; one left-over file
+/// goes to the one studio still without that part.
+pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
     let mut studios: Vec<Studio> = Vec::new();
     for (i, form) in sub.forms.iter().enumerate() {
         let name = form
@@ -297,46 +366,61 @@ fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usiz
         for (r, row) in table.rows.iter().enumerate() {
             let name = row.get("studio_name").unwrap_or("").trim().to_owned();
             let leader = row.get("leader").map(|l| l.trim());
-            let rank = row.get("rank").and_then(text::parse_number).filter(|n| *n >= 0.0).map(|n| n as u32);
             let existing = studios.iter().position(|s| s.row.is_none() && same_studio(s, &name, leader));
             let s = match existing {
                 Some(k) => &mut studios[k],
                 None => {
-                    let display = if name.is_empty() {
-                        format!("（汇总表{}行未填名称）", row.row_label)
-                    } else {
-                        name.clone()
-                    };
-                    let mut s = Studio::new(display);
-                    s.leader = leader.map(str::to_owned);
-                    s.unit = row.get("unit").map(|u| u.trim().to_owned());
-                    s.created = row.get("created").and_then(text::parse_date).map(|d: PartialDate| d.iso());
-                    s.members = row.get("members").and_then(text::parse_number).map(|m| m.max(0.0) as u32);
-                    studios.push(s);
+                    studios.push(expected_studio(row));
                     studios.last_mut().expect("just pushed")
                 }
             };
             s.row = Some((t, r));
             s.has_summary_row = true;
-            s.rank = rank;
+            s.rank = rank_of(row);
         }
     }
-    // Files that name no studio inside: by the names in the file name, then the folder or
-    // forwarded mail they came in; a lone studio takes them all; one left-over file goes to
-    // the one studio still without that part.
-    let assign = |indexes: &[usize], sub: &Submission, studios: &[Studio], has: &dyn Fn(&Studio) -> bool| -> Vec<Option<usize>> {
-        let mut out: Vec<Option<usize>> = indexes.iter().map(|&a| studio_for(&sub.attachments[a].hints, studios)).collect();
+    // The dossier's studios: the mail's own studios are matched to them (a corrected form
+    // is the same studio), the rest are candidates for unnamed files.
+    let mut has_on_file: Vec<(bool, bool)> = vec![(false, false); studios.len()];
+    for (k, known) in on_file.iter().enumerate() {
+        match studios.iter().position(|s| s.on_file.is_none() && same_studio(s, &known.name, known.leader.as_deref())) {
+            Some(i) => {
+                studios[i].on_file = Some(k);
+                has_on_file[i] = (known.has_materials, known.has_photo);
+            }
+            None => {
+                let mut s = Studio::new(known.name.clone());
+                s.leader = known.leader.clone();
+                s.unit = known.unit.clone();
+                s.on_file = Some(k);
+                studios.push(s);
+                has_on_file.push((known.has_materials, known.has_photo));
+            }
+        }
+    }
+    let named_by_mail = |s: &Studio| s.form.is_some() || s.row.is_some();
+    // One candidate in all, or one studio that the mail is about.
+    let only = |studios: &[Studio]| -> Option<usize> {
         if studios.len() == 1 {
-            return out.iter().map(|_| Some(0)).collect();
+            return Some(0);
+        }
+        let concerned: Vec<usize> = (0..studios.len()).filter(|&i| studios[i].form.is_some() || !studios[i].materials.is_empty()).collect();
+        (concerned.len() == 1).then(|| concerned[0])
+    };
+    let assign = |indexes: &[usize], sub: &Submission, studios: &[Studio], has: &dyn Fn(usize) -> bool| -> Vec<Option<usize>> {
+        let mut out: Vec<Option<usize>> = indexes.iter().map(|&a| studio_for(&sub.attachments[a].hints, studios)).collect();
+        if let Some(one) = only(studios) {
+            return out.iter().map(|o| o.or(Some(one))).collect();
         }
         let unassigned: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_none()).collect();
-        let lacking: Vec<usize> = (0..studios.len()).filter(|&s| !has(&studios[s]) && !out.contains(&Some(s))).collect();
+        let lacking: Vec<usize> = (0..studios.len()).filter(|&s| !has(s) && !out.contains(&Some(s))).collect();
         if unassigned.len() == 1 && lacking.len() == 1 {
             out[unassigned[0]] = Some(lacking[0]);
         }
         out
     };
-    let m = assign(material_of, sub, &studios, &|s| !s.materials.is_empty());
+    let material_of = std::mem::take(&mut sub.material_of);
+    let m = assign(&material_of, sub, &studios, &|s| !studios[s].materials.is_empty() || has_on_file[s].0);
     for (k, target) in m.into_iter().enumerate() {
         if let Some(s) = target {
             studios[s].materials.push(k);
@@ -344,7 +428,9 @@ fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usiz
             sub.attachments[material_of[k]].studio = Some(studios[s].name.clone());
         }
     }
-    let p = assign(photo_of, sub, &studios, &|s| !s.photos.is_empty());
+    sub.material_of = material_of;
+    let photo_of = std::mem::take(&mut sub.photo_of);
+    let p = assign(&photo_of, sub, &studios, &|s| !studios[s].photos.is_empty() || has_on_file[s].1);
     for (k, target) in p.into_iter().enumerate() {
         if let Some(s) = target {
             studios[s].photos.push(k);
@@ -352,18 +438,31 @@ fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usiz
             sub.attachments[photo_of[k]].studio = Some(studios[s].name.clone());
         }
     }
-    let b = assign(bad_photo_of, sub, &studios, &|s| !s.photos.is_empty());
+    sub.photo_of = photo_of;
+    let bad_photo_of = std::mem::take(&mut sub.bad_photo_of);
+    let b = assign(&bad_photo_of, sub, &studios, &|s| !studios[s].photos.is_empty() || has_on_file[s].1);
     for (k, target) in b.into_iter().enumerate() {
         if let Some(s) = target {
             studios[s].bad_photos.push(k);
             sub.attachments[bad_photo_of[k]].studio = Some(studios[s].name.clone());
         }
     }
-    let n = assign(not_typed_of, sub, &studios, &|s| s.form.is_some());
+    sub.bad_photo_of = bad_photo_of;
+    let not_typed_of = std::mem::take(&mut sub.not_typed_of);
+    let n = assign(&not_typed_of, sub, &studios, &|s| studios[s].form.is_some());
     for (k, target) in n.into_iter().enumerate() {
         if let Some(s) = target {
             studios[s].not_typed.push(k);
             sub.attachments[not_typed_of[k]].studio = Some(studios[s].name.clone());
+        }
+    }
+    sub.not_typed_of = not_typed_of;
+    // Pictures inside a studio's own 附件3 or 附件1 count as its photo.
+    for s in studios.iter_mut() {
+        let inside = s.materials.iter().any(|&m| !sub.materials[m].pictures.is_empty())
+            || s.form.is_some_and(|f| !sub.forms[f].pictures.is_empty());
+        if inside {
+            s.has_photo = true;
         }
     }
     // Unreadable files: which part of which studio they would have been.
@@ -374,7 +473,7 @@ fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usiz
         }) else {
             continue;
         };
-        let target = studio_for(&att.hints, &studios).or(if studios.len() == 1 { Some(0) } else { None });
+        let target = studio_for(&att.hints, &studios).or(only(&studios));
         match target {
             Some(s) => {
                 studios[s].unreadable.push(kind);
@@ -384,7 +483,27 @@ fn group_by_studio(sub: &mut Submission, material_of: &[usize], photo_of: &[usiz
             None => studios.iter_mut().for_each(|s| s.unreadable.push(kind)),
         }
     }
+    // Studios of the dossier that this mail neither names nor brings a file of are not part
+    // of what it submits.
+    studios.retain(|s| named_by_mail(s) || s.has_files() || !s.unreadable.is_empty() && s.on_file.is_none());
     sub.studios = studios;
+}
+
+/// A studio known only from its 附件2 row (no file of it yet).
+pub(crate) fn expected_studio(row: &forms::SummaryRow) -> Studio {
+    let name = row.get("studio_name").unwrap_or("").trim().to_owned();
+    let display = if name.is_empty() { format!("（汇总表{}行未填名称）", row.row_label) } else { name };
+    let mut s = Studio::new(display);
+    s.leader = row.get("leader").map(|l| l.trim().to_owned());
+    s.unit = row.get("unit").map(|u| u.trim().to_owned());
+    s.created = row.get("created").and_then(text::parse_date).map(|d: PartialDate| d.iso());
+    s.members = row.get("members").and_then(text::parse_number).map(|m| m.max(0.0) as u32);
+    s
+}
+
+/// The 序号 of a 附件2 row.
+pub(crate) fn rank_of(row: &forms::SummaryRow) -> Option<u32> {
+    row.get("rank").and_then(text::parse_number).filter(|n| *n >= 0.0).map(|n| n as u32)
 }
 
 /// The one studio whose name, short name, leader or unit appears in the hints.

@@ -152,7 +152,7 @@ impl std::fmt::Display for PartialDate {
 /// `2016/5/1`, `201605`, `20160501`, and Excel serial numbers (`42491`) from cells whose
 /// date format was lost.
 pub fn parse_date(s: &str) -> Option<PartialDate> {
-    let t = squash(s);
+    let t = arabic_date_numerals(&squash(s));
     if t.is_empty() {
         return None;
     }
@@ -191,6 +191,49 @@ pub fn parse_date(s: &str) -> Option<PartialDate> {
         [y, m, d, ..] if y.len() == 4 => make(y, Some(m), Some(d)),
         _ => None,
     }
+}
+
+/// `二〇一七年三月十二日` → `2017年3月12日`: a year written digit by digit (〇/零 … 九), a
+/// month or day as a Chinese number (`十二`, `二十三`). Text without Chinese numerals is
+/// returned as it is.
+fn arabic_date_numerals(t: &str) -> String {
+    let digit = |c: char| "〇零一二三四五六七八九".chars().position(|d| d == c).map(|p| if p == 0 { 0 } else { p as u32 - 1 });
+    if !t.chars().any(|c| digit(c).is_some() || c == '十') {
+        return t.to_owned();
+    }
+    let mut out = String::with_capacity(t.len());
+    let chars: Vec<char> = t.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if digit(chars[i]).is_none() && chars[i] != '十' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && (digit(chars[i]).is_some() || chars[i] == '十') {
+            i += 1;
+        }
+        let run = &chars[start..i];
+        let value = if run.contains(&'十') {
+            // 十 = 10, 十二 = 12, 二十 = 20, 二十三 = 23.
+            let pos = run.iter().position(|&c| c == '十').unwrap_or(0);
+            let tens = if pos == 0 { Some(1) } else if pos == 1 { digit(run[0]) } else { None };
+            let ones = match run.len() - pos - 1 {
+                0 => Some(0),
+                1 => digit(run[pos + 1]),
+                _ => None,
+            };
+            tens.zip(ones).map(|(t, o)| (t * 10 + o).to_string())
+        } else {
+            run.iter().map(|&c| digit(c).map(|d| char::from_digit(d, 10).unwrap_or('0'))).collect::<Option<String>>()
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => out.extend(run),
+        }
+    }
+    out
 }
 
 fn full(d: NaiveDate) -> PartialDate {
@@ -240,6 +283,12 @@ mod tests {
             assert_eq!(parse_date(s), Some(ymd), "{s}");
         }
         assert_eq!(parse_date("2016年"), Some(PartialDate { year: 2016, month: None, day: None }));
+        // Chinese numerals, as some people write dates on official forms.
+        assert_eq!(parse_date("二〇一六年五月"), Some(ym));
+        assert_eq!(parse_date("二零一六年五月一日"), Some(ymd));
+        assert_eq!(parse_date("二〇一七年十二月二十三日"), Some(PartialDate { year: 2017, month: Some(12), day: Some(23) }));
+        assert_eq!(parse_date("二〇一七年十月"), Some(PartialDate { year: 2017, month: Some(10), day: None }));
+        assert_eq!(parse_date("二〇一七年十三月"), None);
         assert_eq!(parse_date("2016.13"), None);
         assert_eq!(parse_date("去年"), None);
         assert!(ym.agrees_with(&ymd));

@@ -235,6 +235,7 @@ pub fn campaign_findings(f: &Facts) -> Vec<(Option<String>, FindingRecord)> {
                 found: u.accepted.to_string(),
                 expected: format!(">= {min}"),
                 message: format!("{}目前通过审核的工作室{}个，通知要求县（市、区）总工会、高新区工会至少申报{min}个。", u.name, u.accepted),
+                on_file: true,
             },
         ));
     }
@@ -250,6 +251,7 @@ pub fn campaign_findings(f: &Facts) -> Vec<(Option<String>, FindingRecord)> {
                 found: f.totals.accepted.to_string(),
                 expected: format!("<= {}", f.quota),
                 message: format!("通过审核的工作室{}个，超过拟命名名额{}个，需择优确定。", f.totals.accepted, f.quota),
+                on_file: true,
             },
         ));
     }

@@ -132,20 +132,48 @@ pub struct UnprocessedMail {
 }
 
 /// What the core decided about one message, flattened for storage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SubmissionRecord {
     pub message_id: Option<String>,
     pub sender: Option<String>,
     pub unit: Option<String>,
     pub subject: String,
     pub received_at: Option<DateTime<FixedOffset>>,
-    /// accepted | rejected | ignored
+    /// accepted | rejected | ignored | not_a_submission
     pub verdict: String,
     pub ignored_reason: Option<String>,
     pub studios: Vec<StudioRecord>,
     pub findings: Vec<FindingRecord>,
     /// This mail carried a 附件2 推荐汇总表.
     pub summary_table: bool,
+    /// What the mail carried: a JSON array of `{"file", "kind", "studio"}`.
+    pub attachments: serde_json::Value,
+    /// Download links found in the mail instead of attachments.
+    pub download_links: Vec<String>,
+    /// The mail was merged into its unit's dossier: the new version. Then `studios` are the
+    /// dossier's studios and replace every current studio of the unit.
+    pub dossier: Option<DossierUpdate>,
+}
+
+/// A new version of a unit's dossier, made by merging one mail into `base`.
+#[derive(Debug, Clone)]
+pub struct DossierUpdate {
+    pub unit: String,
+    /// The version the mail was merged into (`None`: the unit had none). Recording fails when
+    /// another version became current meanwhile, so the mail is merged again, never lost.
+    pub base: Option<i64>,
+    pub dossier: crate::core::dossier::Dossier,
+    pub changes: Vec<crate::core::dossier::Change>,
+}
+
+/// A unit's current dossier version.
+#[derive(Debug, Clone)]
+pub struct DossierVersion {
+    pub id: i64,
+    pub unit: String,
+    pub submission_id: i64,
+    pub dossier: crate::core::dossier::Dossier,
+    pub changes: Vec<crate::core::dossier::Change>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,7 +190,7 @@ pub struct StudioRecord {
     pub data: serde_json::Value,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FindingRecord {
     pub code: String,
     pub severity: String,
@@ -173,6 +201,8 @@ pub struct FindingRecord {
     pub found: String,
     pub expected: String,
     pub message: String,
+    /// Judged on the unit's dossier: open until a later version of the dossier.
+    pub on_file: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,8 @@ impl Store {
         let code_rows = sqlx::query(
             "SELECT s.id, f.code FROM studios s
              JOIN findings f ON f.submission_id = s.submission_id
-                            AND (f.studio_id = s.id OR f.studio_key IS NULL)
+                            AND (f.studio_id = s.id
+                                 OR (f.studio_key IS NULL AND (f.on_file = 1 OR s.owner_unit IS NULL)))
              WHERE s.is_current = 1 AND f.severity = 'error'",
         )
         .fetch_all(&self.pool)
@@ -156,15 +157,15 @@ impl Store {
         let set: BTreeSet<String> = rows.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect();
         Ok(set.into_iter().collect())
     }
-    /// Findings still open, as (unit, studio name, finding): those of current studio versions,
-    /// the mail-level ones (no studio) of mails that still hold a current studio, and those of
-    /// the latest non-ignored mail of a unit when that mail recorded no studio at all (e.g.
-    /// nothing readable in it). Sorted by unit (unknown last), studio (mail-level first), then
-    /// in recorded order. The unit is the studio's, else the mail's.
+    /// Findings still open, as (unit, studio name, finding): for a unit, the findings judged
+    /// on its current dossier version (a later mail that resolves one closes it); for a mail
+    /// that names no unit, its own findings while its studios are current. Sorted by unit
+    /// (unknown last), studio (unit-level first), then in recorded order.
     pub async fn open_findings(&self) -> anyhow::Result<Vec<(Option<String>, Option<String>, FindingRecord)>> {
         let rows = sqlx::query(
             "SELECT f.id, f.submission_id, f.studio_id, f.studio_key, f.code, f.severity, f.file, f.location,
-                    f.found, f.expected, f.message, sub.unit AS sub_unit, sub.verdict AS sub_verdict,
+                    f.found, f.expected, f.message, CAST(f.on_file AS BIGINT) AS on_file,
+                    sub.unit AS sub_unit, sub.verdict AS sub_verdict,
                     s.owner_unit, s.name AS studio_name,
                     CAST(COALESCE(s.is_current, 0) AS BIGINT) AS is_current
              FROM findings f JOIN submissions sub ON sub.id = f.submission_id
@@ -172,26 +173,18 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
+        let current_dossiers: BTreeSet<i64> =
+            sqlx::query_scalar::<_, i64>("SELECT submission_id FROM dossier_versions WHERE is_current = 1")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
         let with_current: BTreeSet<i64> =
             sqlx::query_scalar::<_, i64>("SELECT DISTINCT submission_id FROM studios WHERE is_current = 1")
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()
                 .collect();
-        let with_any: BTreeSet<i64> = sqlx::query_scalar::<_, i64>("SELECT DISTINCT submission_id FROM studios")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .collect();
-        let latest_rows = sqlx::query(
-            "SELECT unit, MAX(id) AS latest FROM submissions WHERE verdict <> 'ignored' AND unit IS NOT NULL GROUP BY unit",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut latest: BTreeSet<i64> = BTreeSet::new();
-        for row in latest_rows {
-            latest.insert(row.try_get("latest")?);
-        }
         let mut out = Vec::new();
         for row in rows {
             let id: i64 = row.try_get("id")?;
@@ -199,14 +192,15 @@ impl Store {
             let studio_id: Option<i64> = row.try_get("studio_id")?;
             let sub_unit: Option<String> = row.try_get("sub_unit")?;
             let sub_verdict: String = row.try_get("sub_verdict")?;
-            let open = match studio_id {
-                Some(_) => row.try_get::<i64, _>("is_current")? == 1,
-                None => {
-                    with_current.contains(&submission_id)
-                        || (sub_verdict != "ignored"
-                            && !with_any.contains(&submission_id)
-                            && (sub_unit.is_none() || latest.contains(&submission_id)))
-                }
+            let on_file = row.try_get::<i64, _>("on_file")? == 1;
+            let open = if sub_unit.is_some() {
+                on_file && current_dossiers.contains(&submission_id)
+            } else {
+                matches!(sub_verdict.as_str(), "accepted" | "rejected")
+                    && match studio_id {
+                        Some(_) => row.try_get::<i64, _>("is_current")? == 1,
+                        None => with_current.contains(&submission_id) || on_file,
+                    }
             };
             if !open {
                 continue;
@@ -223,6 +217,7 @@ impl Store {
                 found: row.try_get("found")?,
                 expected: row.try_get("expected")?,
                 message: row.try_get("message")?,
+                on_file,
             };
             out.push((id, owner.or(sub_unit), studio_name.or(studio_key), finding));
         }

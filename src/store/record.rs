@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, NewOutgoing, RecordResult, Store, SubmissionRecord, split_fixed, ts};
+use super::{Backend, DossierUpdate, DossierVersion, NewOutgoing, RecordResult, Store, SubmissionRecord, split_fixed, ts};
 
 impl Store {
     /// Record what the core decided about raw message `raw_id`, queue its outgoing mails and
@@ -53,8 +53,8 @@ impl Store {
         let (received_at, received_offset) = split_fixed(rec.received_at);
         let submission_id: i64 = sqlx::query_scalar(
             "INSERT INTO submissions (raw_id, message_id, sender, unit, subject, received_at, received_offset,
-                 verdict, ignored_reason, summary_table, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 verdict, ignored_reason, summary_table, recorded_at, applied, attachments, download_links)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              RETURNING id",
         )
         .bind(raw_id)
@@ -68,17 +68,45 @@ impl Store {
         .bind(&rec.ignored_reason)
         .bind(i16::from(rec.summary_table))
         .bind(&now)
+        .bind(i16::from(rec.dossier.is_some()))
+        .bind(if rec.attachments.is_null() { "[]".to_owned() } else { rec.attachments.to_string() })
+        .bind(serde_json::to_string(&rec.download_links)?)
         .fetch_one(&mut *tx)
         .await
         .context("inserting the submission")?;
 
+        if let Some(update) = &rec.dossier {
+            put_dossier_version(&mut tx, update, submission_id, &now).await?;
+        }
+
         let mut superseded = Vec::new();
         let mut studio_ids: HashMap<&str, i64> = HashMap::new();
+        // A dossier version replaces every current studio of its unit: the dossier's studios
+        // are the unit's studios now.
+        let mut retired = match &rec.dossier {
+            Some(update) => {
+                sqlx::query(
+                    "UPDATE studios SET is_current = 0
+                     WHERE owner_unit = $1 AND is_current = 1
+                     RETURNING id, key, name, submission_id",
+                )
+                .bind(&update.unit)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => Vec::new(),
+        };
         for studio in &rec.studios {
             let owner = rec.unit.as_deref().or(studio.unit.as_deref());
             // Retire the current version first: a partial unique index allows one current
             // row per (unit, key).
             let old = match owner {
+                _ if rec.dossier.is_some() => {
+                    let (same, rest): (Vec<_>, Vec<_>) =
+                        retired.into_iter().partition(|row| row.try_get::<String, _>("key").is_ok_and(|k| k == studio.key));
+                    retired = rest;
+                    same
+                }
                 Some(owner) => {
                     sqlx::query(
                         "UPDATE studios SET is_current = 0
@@ -134,8 +162,8 @@ impl Store {
             let studio_id = f.studio_key.as_deref().and_then(|k| studio_ids.get(k).copied());
             sqlx::query(
                 "INSERT INTO findings (submission_id, studio_id, studio_key, code, severity, file, location,
-                     found, expected, message)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     found, expected, message, on_file)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(submission_id)
             .bind(studio_id)
@@ -147,6 +175,7 @@ impl Store {
             .bind(&f.found)
             .bind(&f.expected)
             .bind(&f.message)
+            .bind(i16::from(f.on_file))
             .execute(&mut *tx)
             .await
             .context("inserting a finding")?;
@@ -169,13 +198,46 @@ impl Store {
         Ok(RecordResult { submission_id, superseded })
     }
 
-    /// The unit has a submission that carried a 附件2 推荐汇总表.
-    pub async fn summary_on_file(&self, unit: &str) -> anyhow::Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM submissions WHERE unit = $1 AND summary_table = 1")
+    /// The unit's current dossier version, if it has one.
+    pub async fn current_dossier(&self, unit: &str) -> anyhow::Result<Option<DossierVersion>> {
+        let row = sqlx::query("SELECT id, unit, submission_id, data, changes FROM dossier_versions WHERE unit = $1 AND is_current = 1")
             .bind(unit)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(n > 0)
+        row.map(|r| dossier_version(&r)).transpose()
+    }
+
+    /// Every unit's current dossier, sorted by unit.
+    pub async fn current_dossiers(&self) -> anyhow::Result<Vec<DossierVersion>> {
+        let rows = sqlx::query("SELECT id, unit, submission_id, data, changes FROM dossier_versions WHERE is_current = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<DossierVersion> = rows.iter().map(dossier_version).collect::<anyhow::Result<_>>()?;
+        out.sort_by(|a, b| a.unit.cmp(&b.unit));
+        Ok(out)
+    }
+
+    /// Every version of a unit's dossier, oldest first (its history).
+    pub async fn dossier_history(&self, unit: &str) -> anyhow::Result<Vec<DossierVersion>> {
+        let rows = sqlx::query("SELECT id, unit, submission_id, data, changes FROM dossier_versions WHERE unit = $1 ORDER BY id")
+            .bind(unit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(dossier_version).collect()
+    }
+
+    /// The submission of an earlier mail with this Message-ID from this sender (a mail
+    /// delivered twice, perhaps with other bytes), other than the raw message `raw_id`.
+    pub async fn same_mail(&self, message_id: &str, sender: &str, raw_id: i64) -> anyhow::Result<Option<i64>> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM submissions WHERE message_id = $1 AND LOWER(sender) = $2 AND raw_id <> $3 ORDER BY id LIMIT 1",
+        )
+        .bind(message_id)
+        .bind(sender.to_lowercase())
+        .bind(raw_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
     }
 
     /// Current studios of every unit but `unit` (all of them when `unit` is `None`), as
@@ -194,6 +256,54 @@ impl Store {
         out.sort();
         Ok(out)
     }
+}
+
+fn dossier_version(r: &sqlx::any::AnyRow) -> anyhow::Result<DossierVersion> {
+    let data: String = r.try_get("data")?;
+    let changes: String = r.try_get("changes")?;
+    Ok(DossierVersion {
+        id: r.try_get("id")?,
+        unit: r.try_get("unit")?,
+        submission_id: r.try_get("submission_id")?,
+        dossier: serde_json::from_str(&data).context("bad stored dossier")?,
+        changes: serde_json::from_str(&changes).context("bad stored dossier changes")?,
+    })
+}
+
+/// Make `update` the unit's current dossier version, recorded by `submission_id`. Fails when
+/// the current version is no longer the one the mail was merged into.
+async fn put_dossier_version(tx: &mut Transaction<'static, Any>, update: &DossierUpdate, submission_id: i64, now: &str) -> anyhow::Result<()> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT id FROM dossier_versions WHERE unit = $1 AND is_current = 1")
+        .bind(&update.unit)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if current != update.base {
+        bail!("the dossier of {} changed while this mail was merged (now version {current:?}, merged onto {:?}); it will be merged again", update.unit, update.base);
+    }
+    let mut dossier = update.dossier.clone();
+    dossier.stamp(submission_id);
+    let mut changes = update.changes.clone();
+    for c in &mut changes {
+        if let Some(r) = &mut c.replaced
+            && r.submission.is_none()
+        {
+            r.submission = Some(submission_id);
+        }
+    }
+    sqlx::query("UPDATE dossier_versions SET is_current = 0 WHERE unit = $1 AND is_current = 1")
+        .bind(&update.unit)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO dossier_versions (unit, submission_id, data, changes, is_current, created_at) VALUES ($1, $2, $3, $4, 1, $5)")
+        .bind(&update.unit)
+        .bind(submission_id)
+        .bind(serde_json::to_string(&dossier)?)
+        .bind(serde_json::to_string(&changes)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .context("inserting the dossier version")?;
+    Ok(())
 }
 
 /// Names of the studio versions that the versions of `submission_id` replaced, excluding

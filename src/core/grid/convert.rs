@@ -274,5 +274,5 @@ pub fn via_pdftotext(data: &[u8], limits: &Limits, converters: &Converters) -> R
         }
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(Document { format: Format::Pdf, blocks: lines_to_paragraphs(&text), embedded_images: 0 })
+    Ok(Document { format: Format::Pdf, blocks: lines_to_paragraphs(&text), embedded_images: 0, pictures: Vec::new() })
 }

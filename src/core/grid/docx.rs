@@ -243,11 +243,43 @@ pub fn read_docx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
             t.label = format!("表格{n}");
         }
     }
+    let pictures = measure_pictures(&mut zip, &names);
     Ok(Document {
         format: Format::Docx,
         blocks,
         embedded_images: pkg::count_prefix(&names, "word/media/"),
+        pictures,
     })
+}
+
+/// Pixel sizes of the first pictures in `word/media/`, read from their headers only (a
+/// bounded prefix of each: a JPEG's size sits before its image data, after EXIF at most
+/// 64 KiB). A picture that cannot be measured is left out.
+fn measure_pictures(zip: &mut pkg::Zip<'_>, names: &[String]) -> Vec<super::Picture> {
+    const HEADER_BYTES: u64 = 256 * 1024;
+    let mut out = Vec::new();
+    for name in names.iter().filter(|n| n.starts_with("word/media/") && !n.ends_with('/')) {
+        if out.len() >= super::MAX_PICTURES {
+            break;
+        }
+        let Ok(f) = zip.by_name(name) else { continue };
+        let mut head = Vec::new();
+        if std::io::Read::read_to_end(&mut std::io::Read::take(f, HEADER_BYTES), &mut head).is_err() {
+            continue;
+        }
+        let format = super::sniff(name, &head);
+        if !matches!(format, Format::Jpeg | Format::Png | Format::Gif | Format::Bmp | Format::Webp | Format::Heic | Format::Tiff) {
+            continue;
+        }
+        if let Ok(size) = imagesize::blob_size(&head)
+            && size.width > 0
+            && size.height > 0
+        {
+            let short = name.trim_start_matches("word/media/").to_owned();
+            out.push(super::Picture { name: short, format, width: size.width as u32, height: size.height as u32 });
+        }
+    }
+    out
 }
 
 struct Walker<'a> {

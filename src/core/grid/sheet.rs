@@ -599,7 +599,7 @@ pub fn read_ods(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
 }
 
 fn doc(format: Format, tables: Vec<Table>, embedded_images: usize) -> Document {
-    Document { format, blocks: tables.into_iter().map(Block::Table).collect(), embedded_images }
+    Document { format, blocks: tables.into_iter().map(Block::Table).collect(), embedded_images, pictures: Vec::new() }
 }
 
 /// A calamine range → a table anchored at A1, merged regions filled, trailing empties
