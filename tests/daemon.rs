@@ -271,7 +271,10 @@ async fn a_resubmission_supersedes_the_earlier_studio_version() {
     s.append(&dept, &fixtures::submission(&u, MailClient::Outlook), sept(20, 9));
     studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
     u.studios[0].native_place = "四川乐山".into();
-    s.append(&dept, &fixtures::submission(&u, MailClient::Outlook), sept(21, 9));
+    // A new mail (its own Message-ID): the same Message-ID again would be the same mail.
+    let mut again = fixtures::submission_mail(&u, MailClient::Outlook, &Default::default());
+    again.message_id = "<resend-1@example.cn>".into();
+    s.append(&dept, &fixtures::build_eml(&again), sept(21, 9));
     studio_intake::daemon::run_once(cfg).await.unwrap();
 
     let st = store(&db).await;
@@ -389,7 +392,9 @@ async fn replies_per_sender_are_limited_per_hour() {
     for k in 0..3 {
         let mut v = u.clone();
         v.studios[0].intro.push_str(&"。".repeat(k + 1));
-        std::fs::write(inbox.path().join(format!("{k}.eml")), fixtures::submission(&v, MailClient::Outlook)).unwrap();
+        let mut m = fixtures::submission_mail(&v, MailClient::Outlook, &Default::default());
+        m.message_id = format!("<mail-{k}@example.cn>");
+        std::fs::write(inbox.path().join(format!("{k}.eml")), fixtures::build_eml(&m)).unwrap();
     }
     let mut cfg = file_config(inbox.path(), state.path(), &[&u]);
     cfg.outbox.replies_per_sender_per_hour = 2;

@@ -94,6 +94,27 @@ impl DossierStudio {
 pub struct Dossier {
     pub summary: Option<OnFile<SummaryTable>>,
     pub studios: Vec<DossierStudio>,
+    /// Photos and materials that could not yet be told to belong to a studio (a photo sent
+    /// before any form named its studio): kept, and given to their studio as soon as a later
+    /// mail makes it known, as a person sorting the mail by hand would.
+    #[serde(default)]
+    pub pending: Vec<Pending>,
+}
+
+/// A part waiting for its studio to become known.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub part: PendingPart,
+    /// What names it: file name, folder or forwarded subject, the head of its text.
+    pub hints: Vec<String>,
+    pub from: Provenance,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PendingPart {
+    Photo(PhotoPart),
+    Materials(Materials),
 }
 
 /// The parts a dossier is made of.
@@ -122,17 +143,20 @@ impl Part {
 /// One part a mail brought: new, or replacing the version from an earlier mail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// `None` for the unit's 附件2.
+    /// `None` for the unit's 附件2, or for a part whose studio is not known yet.
     pub studio: Option<String>,
     pub part: Part,
     pub file: String,
     /// The version it replaced.
     pub replaced: Option<Provenance>,
+    /// A part of an earlier mail that waited for its studio and found it with this mail.
+    #[serde(default)]
+    pub earlier: bool,
 }
 
 impl Dossier {
     pub fn is_empty(&self) -> bool {
-        self.summary.is_none() && self.studios.is_empty()
+        self.summary.is_none() && self.studios.is_empty() && self.pending.is_empty()
     }
 
     /// The studios on file as the grouping of a new mail sees them (same order).
@@ -174,6 +198,9 @@ impl Dossier {
                 fill(&mut x.from);
             }
         }
+        for p in &mut self.pending {
+            fill(&mut p.from);
+        }
     }
 }
 
@@ -197,7 +224,7 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
     };
     if let Some(table) = mail.summaries.first() {
         let replaced = d.summary.replace(OnFile { part: table.clone(), from: from(&table.file) }).map(|o| o.from);
-        changes.push(Change { studio: None, part: Part::SummaryTable, file: table.file.clone(), replaced });
+        changes.push(Change { studio: None, part: Part::SummaryTable, file: table.file.clone(), replaced, earlier: false });
     }
     for s in mail.studios.iter().filter(|s| s.has_files()) {
         let k = match s.on_file {
@@ -215,17 +242,17 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
             ds.leader = s.leader.clone().or(ds.leader.take());
             ds.unit = s.unit.clone().or(ds.unit.take());
             let replaced = ds.form.replace(OnFile { part: form.clone(), from: from(&form.file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::ApprovalForm, file: form.file.clone(), replaced });
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::ApprovalForm, file: form.file.clone(), replaced, earlier: false });
         }
         if let Some(&n) = s.not_typed.iter().find(|&&n| mail.not_typed[n].kind == Kind::ApprovalForm) {
             let scan = &mail.not_typed[n];
             let replaced = ds.scan.replace(OnFile { part: scan.clone(), from: from(&scan.file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Scan, file: scan.file.clone(), replaced });
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Scan, file: scan.file.clone(), replaced, earlier: false });
         }
         if let Some(&m) = s.materials.first() {
             let materials = &mail.materials[m];
             let replaced = ds.materials.replace(OnFile { part: materials.clone(), from: from(&materials.file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Materials, file: materials.file.clone(), replaced });
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Materials, file: materials.file.clone(), replaced, earlier: false });
         }
         let photo = s
             .photos
@@ -234,10 +261,80 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
             .or_else(|| s.bad_photos.first().map(|&b| (PhotoPart::Unreadable(mail.bad_photos[b].clone()), mail.bad_photos[b].file.clone())));
         if let Some((part, file)) = photo {
             let replaced = ds.photo.replace(OnFile { part, from: from(&file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Photo, file, replaced });
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Photo, file, replaced, earlier: false });
         }
     }
+    // Parts of this mail whose studio is not known yet wait in the dossier.
+    let owned = |list: fn(&Studio) -> &Vec<usize>, k: usize| mail.studios.iter().any(|s| list(s).contains(&k));
+    for (k, p) in mail.photos.iter().enumerate().filter(|&(k, _)| !owned(|s| &s.photos, k)) {
+        let hints = mail.attachments.get(mail.photo_of.get(k).copied().unwrap_or(usize::MAX)).map(|a| a.hints.clone()).unwrap_or_default();
+        d.pending.push(Pending { part: PendingPart::Photo(PhotoPart::Readable(p.clone())), hints, from: from(&p.file) });
+        changes.push(Change { studio: None, part: Part::Photo, file: p.file.clone(), replaced: None, earlier: false });
+    }
+    for (k, b) in mail.bad_photos.iter().enumerate().filter(|&(k, _)| !owned(|s| &s.bad_photos, k)) {
+        let hints = mail.attachments.get(mail.bad_photo_of.get(k).copied().unwrap_or(usize::MAX)).map(|a| a.hints.clone()).unwrap_or_default();
+        d.pending.push(Pending { part: PendingPart::Photo(PhotoPart::Unreadable(b.clone())), hints, from: from(&b.file) });
+    }
+    for (k, m) in mail.materials.iter().enumerate().filter(|&(k, _)| !owned(|s| &s.materials, k)) {
+        let hints = mail.attachments.get(mail.material_of.get(k).copied().unwrap_or(usize::MAX)).map(|a| a.hints.clone()).unwrap_or_default();
+        d.pending.push(Pending { part: PendingPart::Materials(m.clone()), hints, from: from(&m.file) });
+        changes.push(Change { studio: None, part: Part::Materials, file: m.file.clone(), replaced: None, earlier: false });
+    }
+    place_pending(&mut d, &mut changes);
     (d, changes)
+}
+
+/// Give each waiting part to its studio once the dossier knows it (by the names in its
+/// hints, or because the unit has only one studio). A studio that meanwhile got that part
+/// from a later mail keeps it: the waiting one is older and dropped.
+fn place_pending(d: &mut Dossier, changes: &mut Vec<Change>) {
+    if d.pending.is_empty() {
+        return;
+    }
+    let candidates = view(d, None).studios;
+    let pending = std::mem::take(&mut d.pending);
+    for p in pending {
+        let target = submission::studio_for(&p.hints, &candidates)
+            .or((candidates.len() == 1 && !submission::names_other_studio(&p.hints, &candidates[0])).then_some(0));
+        let Some(t) = target else {
+            d.pending.push(p);
+            continue;
+        };
+        let name = candidates[t].name.clone();
+        let k = match d.studios.iter().position(|s| s.name == name) {
+            Some(k) => k,
+            None => {
+                let mut ds = DossierStudio::new(name.clone());
+                ds.leader = candidates[t].leader.clone();
+                ds.unit = candidates[t].unit.clone();
+                d.studios.push(ds);
+                d.studios.len() - 1
+            }
+        };
+        let ds = &mut d.studios[k];
+        let earlier = p.from.submission.is_some();
+        let file = p.from.file.clone();
+        match p.part {
+            PendingPart::Photo(photo) if ds.photo.is_none() => {
+                ds.photo = Some(OnFile { part: photo, from: p.from });
+                record_placed(changes, &name, Part::Photo, file, earlier);
+            }
+            PendingPart::Materials(m) if ds.materials.is_none() => {
+                ds.materials = Some(OnFile { part: m, from: p.from });
+                record_placed(changes, &name, Part::Materials, file, earlier);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn record_placed(changes: &mut Vec<Change>, studio: &str, part: Part, file: String, earlier: bool) {
+    // A part of this very mail: its line now names the studio.
+    if let Some(c) = changes.iter_mut().find(|c| c.studio.is_none() && c.part == part && c.file == file) {
+        c.studio = Some(studio.to_owned());
+    } else {
+        changes.push(Change { studio: Some(studio.to_owned()), part, file, replaced: None, earlier });
+    }
 }
 
 /// The dossier as the rules judge it: a [`Submission`] holding the parts on file, one studio

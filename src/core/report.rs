@@ -127,21 +127,21 @@ fn brought_lines(o: &Outcome, tz: chrono_tz::Tz) -> Vec<String> {
         .iter()
         .map(|c| {
             let who = c.studio.as_deref().map(|s| format!("【{s}】")).unwrap_or_default();
-            let replaced = c.replaced.as_ref().map(|r| format!("（替代{}收到的版本）", day(r.received_at, tz))).unwrap_or_default();
-            format!("{who}{}：{}{replaced}", c.part.chinese(), c.file)
+            let note = if c.earlier {
+                "（此前已收到，现归入该工作室）".to_owned()
+            } else if c.studio.is_none() && c.part != super::dossier::Part::SummaryTable {
+                "（暂不能确定属于哪个工作室，已保留；收到该工作室的审批表或汇总表后自动归入，也可在文件名中写明工作室或带头人姓名后补发）".to_owned()
+            } else {
+                c.replaced.as_ref().map(|r| format!("（替代{}收到的版本）", day(r.received_at, tz))).unwrap_or_default()
+            };
+            format!("{who}{}：{}{note}", c.part.chinese(), c.file)
         })
         .collect();
     if !o.applied {
         // Late mail: what it carried, for the record.
-        for a in o.submission.attachments.iter().filter(|a| a.kind != Kind::Other && a.duplicate_of.is_none()) {
+        for a in o.submission.attachments.iter().filter(|a| a.kind != Kind::Other && a.kind != Kind::CoverLetter && a.duplicate_of.is_none()) {
             let who = a.studio.as_deref().map(|s| format!("【{s}】")).unwrap_or_default();
             out.push(format!("{who}{}：{}", a.kind.chinese(), a.file));
-        }
-    } else {
-        for a in o.submission.attachments.iter().filter(|a| {
-            a.problem.is_none() && a.duplicate_of.is_none() && a.studio.is_none() && matches!(a.kind, Kind::Photo | Kind::Materials | Kind::Scan)
-        }) {
-            out.push(format!("{}：{}（未能确定属于哪个工作室，未计入；请在文件名中写明工作室或带头人姓名后补发）", a.kind.chinese(), a.file));
         }
     }
     for a in o.submission.attachments.iter().filter(|a| a.kind == Kind::CoverLetter) {

@@ -22,7 +22,7 @@ pub struct AttachmentInfo {
     #[serde(skip)]
     pub named_kind: Option<Kind>,
     #[serde(skip)]
-    hints: Vec<String>,
+    pub(crate) hints: Vec<String>,
     /// The same bytes came earlier in the mail under this name (files attached loose and
     /// again in a zip, or twice): the copy is listed, not read again.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,11 +149,11 @@ pub struct Submission {
     pub studios: Vec<Studio>,
     /// Index in `attachments` of each item of `materials`, `photos`, `bad_photos`, `not_typed`.
     #[serde(skip)]
-    material_of: Vec<usize>,
+    pub(crate) material_of: Vec<usize>,
     #[serde(skip)]
-    photo_of: Vec<usize>,
+    pub(crate) photo_of: Vec<usize>,
     #[serde(skip)]
-    bad_photo_of: Vec<usize>,
+    pub(crate) bad_photo_of: Vec<usize>,
     #[serde(skip)]
     not_typed_of: Vec<usize>,
 }
@@ -410,7 +410,12 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
     let assign = |indexes: &[usize], sub: &Submission, studios: &[Studio], has: &dyn Fn(usize) -> bool| -> Vec<Option<usize>> {
         let mut out: Vec<Option<usize>> = indexes.iter().map(|&a| studio_for(&sub.attachments[a].hints, studios)).collect();
         if let Some(one) = only(studios) {
-            return out.iter().map(|o| o.or(Some(one))).collect();
+            // Not a file that names another studio (one not known yet).
+            return out
+                .iter()
+                .zip(indexes)
+                .map(|(o, &a)| o.or((!names_other_studio(&sub.attachments[a].hints, &studios[one])).then_some(one)))
+                .collect();
         }
         let unassigned: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_none()).collect();
         let lacking: Vec<usize> = (0..studios.len()).filter(|&s| !has(s) && !out.contains(&Some(s))).collect();
@@ -489,6 +494,42 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
     sub.studios = studios;
 }
 
+/// Does a file name a studio, by a "…工作室" in its name, folder or opening text, that is not
+/// `s`? Then it is of a studio not known yet, and "the only studio takes it" must not apply.
+pub(crate) fn names_other_studio(hints: &[String], s: &Studio) -> bool {
+    let named = named_studios(hints);
+    let leader = s.leader.as_deref().map(squash).unwrap_or_default();
+    !named.is_empty()
+        && !named.iter().any(|n| same_studio(s, n, None) || (leader.chars().count() >= 2 && n.contains(&leader)) || short_name(&s.name).contains(&short_name(n)))
+}
+
+/// The studio names spelled out in hints: the text before each "工作室" back to punctuation,
+/// when it says more than "本工作室".
+fn named_studios(hints: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in hints {
+        let h = squash(h);
+        let mut rest = h.as_str();
+        while let Some(p) = rest.find("工作室") {
+            let before = &rest[..p];
+            let start = before
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| !(c.is_alphanumeric() || c == '（' || c == '）' || c == '(' || c == ')') || c.is_ascii_digit())
+                .map(|(i, c)| i + c.len_utf8())
+                .unwrap_or(0);
+            let name = format!("{}工作室", &before[start..]);
+            let core = short_name(&name);
+            let generic = core.chars().count() < 3 || core.starts_with(['本', '该', '此', '我', '各', '全', '这', '那', '每', '附', '件']);
+            if !generic && !out.contains(&name) {
+                out.push(name);
+            }
+            rest = &rest[p + "工作室".len()..];
+        }
+    }
+    out
+}
+
 /// A studio known only from its 附件2 row (no file of it yet).
 pub(crate) fn expected_studio(row: &forms::SummaryRow) -> Studio {
     let name = row.get("studio_name").unwrap_or("").trim().to_owned();
@@ -507,7 +548,7 @@ pub(crate) fn rank_of(row: &forms::SummaryRow) -> Option<u32> {
 }
 
 /// The one studio whose name, short name, leader or unit appears in the hints.
-fn studio_for(hints: &[String], studios: &[Studio]) -> Option<usize> {
+pub(crate) fn studio_for(hints: &[String], studios: &[Studio]) -> Option<usize> {
     let hay: String = hints.iter().map(|h| squash(h)).collect::<Vec<_>>().join("|");
     let unique = |pred: &dyn Fn(&Studio) -> bool| -> Option<usize> {
         let hits: Vec<usize> = (0..studios.len()).filter(|&i| pred(&studios[i])).collect();

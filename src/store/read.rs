@@ -24,9 +24,10 @@ impl Store {
         // Error codes of each current version: its own findings and its mail's general ones.
         let code_rows = sqlx::query(
             "SELECT s.id, f.code FROM studios s
+             JOIN submissions sub ON sub.id = s.submission_id
              JOIN findings f ON f.submission_id = s.submission_id
                             AND (f.studio_id = s.id
-                                 OR (f.studio_key IS NULL AND (f.on_file = 1 OR s.owner_unit IS NULL)))
+                                 OR (f.studio_key IS NULL AND (f.on_file = 1 OR sub.applied = 0)))
              WHERE s.is_current = 1 AND f.severity = 'error'",
         )
         .fetch_all(&self.pool)
@@ -165,7 +166,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT f.id, f.submission_id, f.studio_id, f.studio_key, f.code, f.severity, f.file, f.location,
                     f.found, f.expected, f.message, CAST(f.on_file AS BIGINT) AS on_file,
-                    sub.unit AS sub_unit, sub.verdict AS sub_verdict,
+                    sub.unit AS sub_unit, sub.verdict AS sub_verdict, CAST(sub.applied AS BIGINT) AS applied,
                     s.owner_unit, s.name AS studio_name,
                     CAST(COALESCE(s.is_current, 0) AS BIGINT) AS is_current
              FROM findings f JOIN submissions sub ON sub.id = f.submission_id
@@ -193,7 +194,8 @@ impl Store {
             let sub_unit: Option<String> = row.try_get("sub_unit")?;
             let sub_verdict: String = row.try_get("sub_verdict")?;
             let on_file = row.try_get::<i64, _>("on_file")? == 1;
-            let open = if sub_unit.is_some() {
+            let applied = row.try_get::<i64, _>("applied")? == 1;
+            let open = if applied && sub_unit.is_some() {
                 on_file && current_dossiers.contains(&submission_id)
             } else {
                 matches!(sub_verdict.as_str(), "accepted" | "rejected")
