@@ -404,3 +404,136 @@ async fn replies_per_sender_are_limited_per_hour() {
     let counts = store(&state.path().join("intake.db")).await.counts().await.unwrap();
     assert_eq!(counts.submissions, 3, "but it is processed and recorded");
 }
+
+/// One unit's campaign, mail by mail, as real units write: forms first, the photos the next
+/// day, the same mail delivered twice, a question, a corrected 附件1 alone, a late correction.
+/// Each reply tells where the unit stands; the dossier, its history, the consolidated table
+/// and the open findings follow.
+async fn campaign_steps(mut send: impl AsyncFnMut(&str, Vec<u8>, Option<DateTime<FixedOffset>>) -> Vec<Vec<u8>>, st_path: CampaignStore, u: &UnitSpec) {
+    let full = fixtures::submission_mail(u, MailClient::Foxmail, &Default::default());
+    let with = |n: usize, files: Vec<(String, Vec<u8>)>, subject: &str, body: &str| {
+        let mut m = full.clone();
+        m.attachments = files;
+        m.message_id = format!("<campaign-{n}@example.cn>");
+        m.subject = subject.into();
+        m.body = body.into();
+        fixtures::build_eml(&m)
+    };
+    let forms: Vec<_> = full.attachments.iter().filter(|(n, _)| !n.ends_with(".jpg")).cloned().collect();
+    let photos: Vec<_> = full.attachments.iter().filter(|(n, _)| n.ends_with(".jpg")).cloned().collect();
+    assert_eq!(photos.len(), 2);
+
+    // 1. The forms, no photos: missing photos, "the rest may come in another mail".
+    let r = send("1", with(1, forms.clone(), "申报材料", "请查收"), sept(20, 9)).await;
+    let first = mime::parse(&r[0], &Default::default()).unwrap();
+    assert!(first.subject.contains("未通过"), "{}", first.subject);
+    assert!(first.body_text.contains("尚缺工作室场景照") && first.body_text.contains("可分几封邮件发送"), "{}", first.body_text);
+    // 2. The photos alone the next day: the unit is complete.
+    let photo_mail = with(2, photos.clone(), "补发照片", "补发场景照两张");
+    let r = send("2", photo_mail.clone(), sept(21, 9)).await;
+    let second = mime::parse(&r[0], &Default::default()).unwrap();
+    assert!(second.subject.contains("审核通过"), "{}\n{}", second.subject, second.body_text);
+    assert!(second.body_text.contains("均已齐全"), "{}", second.body_text);
+    // 3. The same mail again (a server re-delivers it): recorded, not answered.
+    let mut redelivered = b"X-Redelivered: yes\r\n".to_vec();
+    redelivered.extend_from_slice(&photo_mail);
+    assert!(send("3", redelivered, sept(21, 10)).await.is_empty(), "the same mail is answered once");
+    // 4. A question: where the unit stands, nothing opened against it.
+    let r = send("4", with(4, vec![], "是否收到？", "请问我单位的材料是否收到？"), sept(22, 9)).await;
+    let q = mime::parse(&r[0], &Default::default()).unwrap();
+    assert!(q.subject.contains("未附申报文件") && q.body_text.contains("均已齐全"), "{}\n{}", q.subject, q.body_text);
+    // 5. A corrected 附件1 alone: replaces that form only.
+    let a1 = forms.iter().find(|(n, _)| n.contains("审批表")).unwrap().clone();
+    let r = send("5", with(5, vec![a1.clone()], "更正审批表", ""), sept(23, 9)).await;
+    let fix = mime::parse(&r[0], &Default::default()).unwrap();
+    assert!(fix.subject.contains("审核通过") && fix.body_text.contains("替代"), "{}\n{}", fix.subject, fix.body_text);
+    // 6. A late correction: answered as late, nothing on file changes.
+    let r = send("6", with(6, vec![a1], "再次更正", ""), Some(DateTime::parse_from_rfc3339("2020-09-27T09:00:00+08:00").unwrap())).await;
+    let late = mime::parse(&r[0], &Default::default()).unwrap();
+    assert!(late.subject.contains("晚于报送截止时间") && late.body_text.contains("未计入"), "{}\n{}", late.subject, late.body_text);
+
+    let st = st_path.open().await;
+    let history = st.dossier_history(&u.unit).await.unwrap();
+    assert_eq!(history.len(), 3, "forms, photos, corrected form: one version each");
+    let current = st.current_dossier(&u.unit).await.unwrap().unwrap();
+    assert_eq!(current.id, history[2].id);
+    assert_eq!(current.dossier.studios.len(), 2);
+    for s in &current.dossier.studios {
+        assert!(s.form.is_some() && s.materials.is_some() && s.photo.is_some(), "{}", s.name);
+        // Provenance: the photo came with the second mail, the materials with the first.
+        assert!(s.photo.as_ref().unwrap().from.submission > s.materials.as_ref().unwrap().from.submission, "{}", s.name);
+    }
+    let rows = st.current_studios().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.verdict == "accepted" && r.rank.is_some()), "{rows:?}");
+    assert!(st.open_findings().await.unwrap().is_empty(), "nothing open once complete");
+    let counts = st.counts().await.unwrap();
+    assert_eq!(counts.submissions, 6);
+}
+
+/// Where a campaign's database is.
+enum CampaignStore {
+    Sqlite(PathBuf),
+}
+
+impl CampaignStore {
+    async fn open(&self) -> Store {
+        match self {
+            CampaignStore::Sqlite(p) => store(p).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_units_campaign_over_many_mails_on_the_embedded_default() {
+    let inbox = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let u = unit_as(12, 2, "jyxzgh@example.cn");
+    let cfg = file_config(inbox.path(), state.path(), &[&u]);
+    let outbox = state.path().join("outbox");
+    let send = async |name: &str, raw: Vec<u8>, at: Option<DateTime<FixedOffset>>| -> Vec<Vec<u8>> {
+        // The maildir source takes the receipt time from the newest Received: header.
+        let mut mail = format!("Received: from mx.example.cn by intake; {}\r\n", at.unwrap().to_rfc2822()).into_bytes();
+        mail.extend_from_slice(&raw);
+        let before: std::collections::BTreeSet<_> = std::fs::read_dir(&outbox).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        std::fs::write(inbox.path().join(format!("{name}.eml")), mail).unwrap();
+        studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
+        let after: std::collections::BTreeSet<_> = std::fs::read_dir(&outbox).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        after.difference(&before).map(|p| std::fs::read(p).unwrap()).collect()
+    };
+    campaign_steps(send, CampaignStore::Sqlite(state.path().join("intake.db")), &u).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_units_campaign_over_many_mails_through_imap_and_smtp() {
+    let _g = shared();
+    let s = mailstack::stack();
+    let dept = s.user("unit7");
+    let sender = s.user("unit8");
+    for u in [&dept, &sender] {
+        s.clear(u, "INBOX");
+        s.clear(u, "Processed");
+    }
+    let u = unit_as(13, 2, &sender);
+    let (_dir, db) = temp_db();
+    let cfg = config(&dept, &db, &[&u]);
+    let mut seen = 0;
+    let send = async |_: &str, raw: Vec<u8>, at: Option<DateTime<FixedOffset>>| -> Vec<Vec<u8>> {
+        s.append(&dept, &raw, at);
+        studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
+        // A reply, if any, arrives through Postfix; the duplicate's absence is checked by
+        // the count after the next mail.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let all = s.fetch_all(&sender, "INBOX");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut all = all;
+        while all.len() == seen && Instant::now() < deadline && !String::from_utf8_lossy(&raw).starts_with("X-Redelivered") {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            all = s.fetch_all(&sender, "INBOX");
+        }
+        let new = all[seen..].to_vec();
+        seen = all.len();
+        new
+    };
+    campaign_steps(send, CampaignStore::Sqlite(db.clone()), &u).await;
+}

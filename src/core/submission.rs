@@ -520,7 +520,7 @@ fn named_studios(hints: &[String]) -> Vec<String> {
                 .unwrap_or(0);
             let name = format!("{}工作室", &before[start..]);
             let core = short_name(&name);
-            let generic = core.chars().count() < 3 || core.starts_with(['本', '该', '此', '我', '各', '全', '这', '那', '每', '附', '件']);
+            let generic = core.chars().count() < 2 || core.starts_with(['本', '该', '此', '我', '各', '全', '这', '那', '每', '附', '件']);
             if !generic && !out.contains(&name) {
                 out.push(name);
             }
