@@ -48,6 +48,10 @@ pub enum Command {
         /// The .xlsx file to write.
         #[arg(long)]
         out: PathBuf,
+        /// Also write every current file of every dossier for the reviewers:
+        /// DIR/<unit>/<序号>-<studio>/ with its 附件1, 附件3 and photo, DIR/<unit>/ its 附件2.
+        #[arg(long)]
+        files: Option<PathBuf>,
     },
     /// Validate submissions offline: each PATH is an .eml file or a folder of loose attachments.
     Check {
@@ -117,12 +121,16 @@ pub fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Export { config, out } => edge("export", async move {
+        Command::Export { config, out, files } => edge("export", async move {
             let config = load_config(config.as_deref())?;
             let app = crate::daemon::App::build(config).await?;
             let bytes = crate::digest::export(&app.store, &app.config).await?;
             std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("wrote {}", out.display());
+            if let Some(dir) = files {
+                let n = crate::digest::files::export_files(&app.store, &app.config, &dir).await?;
+                eprintln!("wrote {n} files under {}", dir.display());
+            }
             Ok(())
         }),
         Command::Check { config, format, received_at, show_reply, paths } => {

@@ -502,6 +502,24 @@ async fn a_units_campaign_over_many_mails_on_the_embedded_default() {
         after.difference(&before).map(|p| std::fs::read(p).unwrap()).collect()
     };
     campaign_steps(send, CampaignStore::Sqlite(state.path().join("intake.db")), &u).await;
+
+    // The reviewers' folder: every current file once, in the layout of INTERFACE.md.
+    let files = tempfile::tempdir().unwrap();
+    let st = store(&state.path().join("intake.db")).await;
+    let n = studio_intake::digest::files::export_files(&st, &cfg, files.path()).await.unwrap();
+    assert_eq!(n, 7, "per studio 附件1, 附件3, photo; the unit's 附件2");
+    let unit_dir = files.path().join(&u.unit);
+    let mut entries: Vec<String> = std::fs::read_dir(&unit_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    entries.sort();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(entries[0].starts_with("01-") && entries[0].ends_with(&u.studios[0].name), "{entries:?}");
+    assert!(entries[1].starts_with("02-"), "{entries:?}");
+    assert!(entries[2].contains("汇总表") && entries[2].ends_with(".xlsx"), "{entries:?}");
+    for studio_dir in &entries[..2] {
+        let inside: Vec<String> = std::fs::read_dir(unit_dir.join(studio_dir)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(inside.len(), 3, "{inside:?}");
+        assert!(inside.iter().all(|f| !f.contains(" (2)")), "no superseded copy: {inside:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

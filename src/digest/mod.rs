@@ -22,6 +22,7 @@
 //! Nothing here reads the clock except [`Clock::System`]. Tests drive the scheduler with
 //! [`Clock::virtual_from`] under `tokio::time::pause()`.
 
+pub mod files;
 pub mod facts;
 pub mod render;
 pub mod schedule;

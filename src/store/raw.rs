@@ -163,6 +163,17 @@ impl Store {
 
     /// Processing failed: back to `new` after a backoff ([`raw_backoff`]), or `failed` (kept,
     /// listed by [`Store::failed_raws`]) once it has had [`MAX_RAW_ATTEMPTS`] attempts.
+    /// The raw bytes of the mail a submission was recorded from.
+    pub async fn raw_of_submission(&self, submission_id: i64) -> anyhow::Result<Option<Vec<u8>>> {
+        let bytes: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT r.bytes FROM raw_messages r JOIN submissions s ON s.raw_id = r.id WHERE s.id = $1",
+        )
+        .bind(submission_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(bytes)
+    }
+
     pub async fn raw_failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
         let row = sqlx::query("SELECT status, attempts FROM raw_messages WHERE id = $1")
             .bind(id)
