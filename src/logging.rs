@@ -34,7 +34,11 @@ pub const CAPPED_TARGETS: &[&str] = &["lettre", "async_imap", "imap_proto"];
 /// The filter of `RUST_LOG` (or `default` when unset or invalid), with [`CAPPED_TARGETS`]
 /// capped at [`DEPENDENCY_CAP`].
 pub fn filter(default: &str) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + use<> {
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    capped(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
+}
+
+/// `env` and the caps of [`CAPPED_TARGETS`]: an event passes only when both let it.
+pub fn capped(env: EnvFilter) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync {
     let caps = CAPPED_TARGETS
         .iter()
         .fold(Targets::new().with_default(LevelFilter::TRACE), |t, target| t.with_target(*target, DEPENDENCY_CAP));
@@ -135,6 +139,44 @@ impl Write for ScrubbedStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn credential_printing_crates_stay_at_info_whatever_is_asked() {
+        let out = Capture::default();
+        let spec = "trace,lettre=trace,lettre::transport::smtp::client=trace,async_imap=trace,async_imap::imap_stream=trace";
+        let layer = tracing_subscriber::fmt::layer().with_writer(out.clone()).with_ansi(false).with_filter(capped(EnvFilter::new(spec)));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "lettre::transport::smtp::client::async_connection", "Wrote: AUTH PLAIN AGxldHRyZQ==");
+            tracing::trace!(target: "async_imap::imap_stream", "encode: LOGIN \"u\" \"p\"");
+            tracing::debug!(target: "imap_proto::parser", "literal");
+            tracing::info!(target: "lettre::transport::smtp", "an info line of lettre");
+            tracing::trace!(target: "studio_intake::mailbox::imap", "our own trace line");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("AUTH PLAIN") && !text.contains("LOGIN") && !text.contains("literal"), "{text}");
+        assert!(text.contains("an info line of lettre") && text.contains("our own trace line"), "{text}");
+    }
 
     #[test]
     fn secrets_and_their_auth_forms_are_scrubbed() {
