@@ -83,14 +83,7 @@ fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            let default = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
-            default.into()
-        }))
-        .init();
+    crate::logging::init(if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" });
     match cli.command {
         Command::Run { config, once } => edge("run", async move {
             let config = load_config(config.as_deref())?;

@@ -346,23 +346,44 @@ impl Health {
     }
 }
 
-/// External converters for legacy formats: `"auto"` (look on PATH), `"none"`, or a path.
+/// External converters for legacy formats: `"auto"` (look on PATH), `"none"`, or a path;
+/// and the box they run in (see [`crate::core::grid::Sandbox`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConverterSettings {
     pub soffice: String,
     pub pdftotext: String,
+    /// Run each converter in a network namespace of its own (Linux; a user namespace too
+    /// when the daemon is not root). Off only to test the fallback.
+    pub isolate_network: bool,
+    /// Refuse to convert when no network namespace can be made here: such files are then
+    /// answered as unreadable (resend as `.docx`). Off: the daemon warns once at start and
+    /// converts with LibreOffice's own link blocking only.
+    pub require_isolation: bool,
+    /// Address-space limit of each converter process, MiB (0: none).
+    pub memory_limit_mb: u64,
+    /// Processes and threads one converter run may have (0: none).
+    pub process_limit: u64,
 }
 
 impl Default for ConverterSettings {
     fn default() -> Self {
-        ConverterSettings { soffice: "auto".into(), pdftotext: "auto".into() }
+        let sandbox = crate::core::grid::Sandbox::default();
+        ConverterSettings {
+            soffice: "auto".into(),
+            pdftotext: "auto".into(),
+            isolate_network: sandbox.isolate_network,
+            require_isolation: sandbox.require_isolation,
+            memory_limit_mb: sandbox.memory_limit_bytes >> 20,
+            process_limit: sandbox.process_limit,
+        }
     }
 }
 
 impl ConverterSettings {
-    /// Resolve to concrete programs. Looks at PATH for `"auto"`: the only I/O here, done once
-    /// at start-up, never in the core.
+    /// Resolve to concrete programs. Looks at PATH for `"auto"` and, when a converter is
+    /// there, tries once whether it can be given its own network namespace (logged): the only
+    /// I/O here, done once at start-up, never in the core.
     pub fn resolve(&self, timeout: Duration) -> Converters {
         let found = Converters::detect(timeout);
         let pick = |setting: &str, detected: Option<PathBuf>| match setting {
@@ -370,12 +391,37 @@ impl ConverterSettings {
             "none" | "" => None,
             path => Some(PathBuf::from(path)),
         };
-        Converters {
+        let converters = Converters {
             soffice: pick(&self.soffice, found.soffice),
             pdftotext: pick(&self.pdftotext, found.pdftotext),
             timeout,
+            sandbox: crate::core::grid::Sandbox {
+                isolate_network: self.isolate_network,
+                require_isolation: self.require_isolation,
+                memory_limit_bytes: self.memory_limit_mb.saturating_mul(1 << 20),
+                process_limit: self.process_limit,
+            },
+        };
+        if converters.soffice.is_some() || converters.pdftotext.is_some() {
+            if self.isolate_network {
+                let _ = crate::core::grid::network_isolation();
+            } else {
+                tracing::warn!(
+                    "[converters] isolate_network = false: converters share the daemon's network{}",
+                    if self.require_isolation { "; require_isolation = true, so none will run" } else { "" }
+                );
+            }
         }
+        converters
     }
+}
+
+/// Whether plain text (`tls = "none"`) may go to `host`: a loopback IP literal (`127.0.0.1`,
+/// any `127.x.y.z`, `::1`, `[::1]`) or the name `localhost`. No other name, whatever it
+/// looks like: `127.0.0.1.nip.io` resolves to whatever its owner likes.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A password that never shows up in logs or `Debug` output.
@@ -396,19 +442,23 @@ impl fmt::Debug for Secret {
 
 /// Read a password from the named environment variable or file (file wins when both are set,
 /// since credentials directories are the hardened path). Trailing newlines are dropped.
+/// Every secret read is also registered with [`crate::logging::register_secret`], so no log
+/// line shows it (nor its base64 forms in an SMTP/IMAP authentication).
 pub fn load_secret(env: Option<&str>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
-    if let Some(path) = file {
+    let secret = if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        return Ok(Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned())));
-    }
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(v) => Ok(Some(Secret(v))),
-            Err(_) => Err(ConfigError::Invalid(format!("environment variable {var} is not set"))),
-        };
-    }
-    Ok(None)
+        Secret(text.trim_end_matches(['\r', '\n']).to_owned())
+    } else if let Some(var) = env {
+        match std::env::var(var) {
+            Ok(v) => Secret(v),
+            Err(_) => return Err(ConfigError::Invalid(format!("environment variable {var} is not set"))),
+        }
+    } else {
+        return Ok(None);
+    };
+    crate::logging::register_secret(secret.expose());
+    Ok(Some(secret))
 }
 
 impl Config {
@@ -423,10 +473,18 @@ impl Config {
     }
 
     /// Parse and validate TOML text.
+    ///
+    /// A file outbox (`[outbox] kind = "file"`) sends nothing and needs no password: its
+    /// `password_env`/`password_file` (left over from an SMTP setup) are dropped here, so a
+    /// credentials file that is not there does not stop the daemon.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
         config.validate()?;
+        if config.outbox.kind == OutboxKind::File {
+            config.outbox.password_env = None;
+            config.outbox.password_file = None;
+        }
         Ok(config)
     }
 
@@ -437,7 +495,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.timezone()?;
-        let loopback = |h: &str| matches!(h, "127.0.0.1" | "localhost" | "::1" | "[::1]") || h.starts_with("127.");
+        let loopback = is_loopback_host;
         if self.source.kind == SourceKind::Imap && self.source.tls == Tls::None && !loopback(&self.source.host) {
             return Err(ConfigError::Invalid(format!(
                 "[source] tls = \"none\" is only allowed for a loopback host, not {}",
@@ -587,6 +645,25 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_needs_a_loopback_literal_or_localhost() {
+        for ok in ["127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost", "LOCALHOST"] {
+            assert!(is_loopback_host(ok), "{ok}");
+            for section in ["source", "outbox"] {
+                let kind = if section == "source" { "imap" } else { "smtp" };
+                Config::from_toml(&format!("[{section}]\nkind = \"{kind}\"\nhost = \"{ok}\"\ntls = \"none\"\n")).unwrap();
+            }
+        }
+        for bad in ["127.0.0.1.nip.io", "127.example.cn", "localhost.example.cn", "127.1", "0.0.0.0", "[::]", "10.0.0.1", "", "[127.0.0.1"] {
+            assert!(!is_loopback_host(bad), "{bad}");
+            for section in ["source", "outbox"] {
+                let kind = if section == "source" { "imap" } else { "smtp" };
+                let err = Config::from_toml(&format!("[{section}]\nkind = \"{kind}\"\nhost = \"{bad}\"\ntls = \"none\"\n")).unwrap_err();
+                assert!(err.to_string().contains("loopback"), "{section} {bad}: {err}");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_deadline_are_refused() {
         assert!(Config::from_toml("[campaign]\ndeadlin = \"x\"\n").is_err());
         let err = Config::from_toml("[campaign]\ndeadline = \"2020-09-25\"\n").unwrap_err();
@@ -623,6 +700,19 @@ mod tests {
         assert_eq!(c.mailbox_stale_after().as_secs(), 2 * 60 + 2 * 60, "no IDLE on a folder");
         c.health.mailbox_stale_secs = Some(90);
         assert_eq!(c.mailbox_stale_after().as_secs(), 90);
+    }
+
+    #[test]
+    fn a_file_outbox_needs_no_password() {
+        let c = Config::from_toml(
+            "[outbox]\nkind = \"file\"\npath = \"var/outbox\"\npassword_file = \"/run/credentials/none/smtp-password\"\npassword_env = \"INTAKE_UNSET_FOR_TEST\"\n",
+        )
+        .unwrap();
+        assert!(c.outbox.password_file.is_none() && c.outbox.password_env.is_none());
+        assert!(load_secret(c.outbox.password_env.as_deref(), c.outbox.password_file.as_deref()).unwrap().is_none());
+        // SMTP keeps them.
+        let c = Config::from_toml("[outbox]\nkind = \"smtp\"\npassword_env = \"X\"\n").unwrap();
+        assert_eq!(c.outbox.password_env.as_deref(), Some("X"));
     }
 
     #[test]

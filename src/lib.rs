@@ -11,6 +11,7 @@
 //! - [`digest`]: the staff digest on a cron schedule and the consolidated 推荐汇总表.
 //! - [`health`], [`metrics`]: `/healthz` and Prometheus `/metrics` on loopback.
 //! - [`cli`]: the `studio-intake` command line.
+//! - [`logging`]: the log filter and writer that keep passwords out of every line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod daemon;
 pub mod digest;
 pub mod fixtures;
 pub mod health;
+pub mod logging;
 pub mod mailbox;
 pub mod memory;
 pub mod metrics;

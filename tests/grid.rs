@@ -559,7 +559,7 @@ fn converter_timeout_kills_and_reports() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let conv = Converters { soffice: None, pdftotext: Some(fake), timeout: Duration::from_millis(500) };
+    let conv = Converters { soffice: None, pdftotext: Some(fake), timeout: Duration::from_millis(500), ..Converters::none() };
     let start = std::time::Instant::now();
     let r = grid::read("x.pdf", b"%PDF-1.4\n%%EOF\n", &limits(), &conv);
     assert!(matches!(r, Err(Unreadable::ConverterFailed { .. })), "{r:?}");

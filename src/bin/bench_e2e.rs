@@ -79,10 +79,7 @@ fn main() -> ExitCode {
         Mode::Soak if rate > 0.0 => (first.unwrap_or(300.0) * rate).ceil() as usize,
         Mode::Soak => return usage(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    studio_intake::logging::init("warn");
     let timeout = Duration::from_secs(std::env::var("BENCH_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(900));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(bench(n, rate, timeout, mode)) {

@@ -97,7 +97,11 @@ pub struct Converters {
     /// poppler `pdftotext`.
     pub pdftotext: Option<PathBuf>,
     pub timeout: Duration,
+    /// The box each converter run gets (environment, network namespace, limits).
+    pub sandbox: Sandbox,
 }
+
+pub use convert::{Sandbox, network_isolation};
 
 /// What a file really is, from its bytes; the name only breaks ties (a CFB container with
 /// neither a `Workbook` nor a `WordDocument` stream, a truncated zip package).
@@ -262,7 +266,7 @@ pub(crate) fn lines_to_paragraphs(text: &str) -> Vec<Block> {
 impl Converters {
     /// No external programs: legacy formats become [`Unreadable::Unsupported`].
     pub fn none() -> Self {
-        Converters { soffice: None, pdftotext: None, timeout: Duration::from_secs(60) }
+        Converters { soffice: None, pdftotext: None, timeout: Duration::from_secs(60), sandbox: Sandbox::default() }
     }
 
     /// Looks for `soffice`/`libreoffice` and `pdftotext` on `PATH` (and LibreOffice's usual
@@ -272,6 +276,7 @@ impl Converters {
             soffice: convert::find_program(&["soffice", "libreoffice"]).or_else(convert::find_soffice_elsewhere),
             pdftotext: convert::find_program(&["pdftotext"]),
             timeout,
+            sandbox: Sandbox::default(),
         }
     }
 }

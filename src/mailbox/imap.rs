@@ -30,7 +30,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
-use super::net::{Stream, tls_connector};
+use super::net::{LiteralGuard, Stream, tls_connector};
 use super::{Handler, Incoming, MailboxState, TooLarge};
 use crate::config::{Secret, Source as SourceConfig, Tls};
 use crate::metrics::{Metrics, metrics};
@@ -103,7 +103,14 @@ impl ImapSource {
             );
         }
         let tls = match config.tls {
-            Tls::None => None,
+            Tls::None => {
+                anyhow::ensure!(
+                    crate::config::is_loopback_host(&config.host),
+                    "[source] tls = \"none\" is only allowed for a loopback host, not {}",
+                    config.host
+                );
+                None
+            }
             Tls::Implicit | Tls::Starttls => Some(tls_connector(config.ca_file.as_deref())?),
         };
         let id = format!(
@@ -235,34 +242,36 @@ impl ImapSource {
             .map_err(|_| ImapError::Timeout { command: format!("connect to {host}:{port}"), secs })?
             .with_context(|| format!("cannot connect to {host}:{port}"))?;
         let _ = tcp.set_nodelay(true);
+        // No literal above the message size limit is ever read (see `LiteralGuard`).
+        let guard = LiteralGuard::new(self.max_message_bytes);
         let (mut client, greeting_caps) = match (&self.cfg.tls, &self.tls) {
             (Tls::Implicit, Some(tls)) => {
                 let tls = timeout(t, tls.connect(self.server_name()?, tcp))
                     .await
                     .map_err(|_| ImapError::Timeout { command: "TLS handshake".into(), secs })?
                     .with_context(|| format!("TLS handshake with {host}:{port} failed"))?;
-                let mut client = Client::new(Stream::Tls(Box::new(tls)));
+                let mut client = Client::new(Stream::tls(tls, guard.clone()));
                 let caps = greeting(&mut client, t).await?;
                 (client, caps)
             }
             (Tls::Starttls, Some(tls)) => {
-                let mut client = Client::new(Stream::Plain(tcp));
+                let mut client = Client::new(Stream::plain(tcp, guard.clone()));
                 greeting(&mut client, t).await?;
                 timeout(t, client.run_command_and_check_ok("STARTTLS", None))
                     .await
                     .map_err(|_| ImapError::Timeout { command: "STARTTLS".into(), secs })?
                     .with_context(|| format!("{host}:{port} refused STARTTLS"))?;
-                let Stream::Plain(tcp) = client.into_inner() else { unreachable!("plain before STARTTLS") };
+                let Some(tcp) = client.into_inner().into_plain() else { unreachable!("plain before STARTTLS") };
                 let tls = timeout(t, tls.connect(self.server_name()?, tcp))
                     .await
                     .map_err(|_| ImapError::Timeout { command: "TLS handshake".into(), secs })?
                     .with_context(|| format!("TLS handshake with {host}:{port} (after STARTTLS) failed"))?;
                 // No second greeting after STARTTLS (RFC 3501 6.2.1); the capabilities
                 // from before it must be asked again.
-                (Client::new(Stream::Tls(Box::new(tls))), None)
+                (Client::new(Stream::tls(tls, guard.clone())), None)
             }
             _ => {
-                let mut client = Client::new(Stream::Plain(tcp));
+                let mut client = Client::new(Stream::plain(tcp, guard.clone()));
                 let caps = greeting(&mut client, t).await?;
                 (client, caps)
             }
@@ -272,7 +281,8 @@ impl ImapSource {
             None => prelogin_caps(&mut client, t).await?,
         };
         let sess = self.login(client, pre_caps, t).await?;
-        let mut conn = Conn { sess: Some(sess), caps: HashSet::new(), timeout: t, uidvalidity: 0, changed: false, folder_ready: false };
+        let mut conn =
+            Conn { sess: Some(sess), caps: HashSet::new(), timeout: t, uidvalidity: 0, changed: false, folder_ready: false, guard };
         conn.caps = conn.capabilities().await?;
         if conn.has("ID") {
             // 163/126 refuse SELECT ("Unsafe Login") until the client identifies itself.
@@ -409,23 +419,28 @@ impl ImapSource {
         let Some(attrs) = meta else { return Ok(None) };
         let limit = self.max_message_bytes;
         let raw = match attrs.size {
-            Some(size) if size > limit => {
-                let mut head = None;
-                conn.exec_with(&format!("UID FETCH {uid} BODY.PEEK[HEADER]<0.{}>", super::HEADER_PEEK_BYTES), |r| FetchAttrs::visit(&mut head, uid, r))
-                    .await?;
-                let header = head.and_then(|a| a.body).unwrap_or_default();
-                Err(TooLarge { size, limit, header })
-            }
+            Some(size) if size > limit => Err(TooLarge { size, limit, header: self.peek_header(conn, uid).await? }),
             _ => {
                 let mut body = None;
-                conn.exec_with(&format!("UID FETCH {uid} BODY.PEEK[]"), |r| FetchAttrs::visit(&mut body, uid, r)).await?;
-                match body.and_then(|a| a.body) {
-                    Some(raw) if raw.len() as u64 > limit => {
-                        let header = raw[..header_end(&raw).min(super::HEADER_PEEK_BYTES as usize)].to_vec();
-                        Err(TooLarge { size: raw.len() as u64, limit, header })
+                let fetched = conn.exec_with(&format!("UID FETCH {uid} BODY.PEEK[]"), |r| FetchAttrs::visit(&mut body, uid, r)).await;
+                match (fetched, conn.guard.take_refused()) {
+                    (Err(_), Some(announced)) => {
+                        // RFC822.SIZE said it fits, the literal says otherwise: refused before
+                        // a byte of it was buffered. That connection is out of step now.
+                        warn!(mailbox = %self.id, uid, announced, limit, declared = ?attrs.size,
+                            "IMAP server sent a message larger than it declared; refused unread");
+                        *conn = self.connect().await?;
+                        Err(TooLarge { size: announced, limit, header: self.peek_header(conn, uid).await? })
                     }
-                    Some(raw) => Ok(raw),
-                    None => return Ok(None),
+                    (Err(e), None) => return Err(e),
+                    (Ok(()), _) => match body.and_then(|a| a.body) {
+                        Some(raw) if raw.len() as u64 > limit => {
+                            let header = raw[..header_end(&raw).min(super::HEADER_PEEK_BYTES as usize)].to_vec();
+                            Err(TooLarge { size: raw.len() as u64, limit, header })
+                        }
+                        Some(raw) => Ok(raw),
+                        None => return Ok(None),
+                    },
                 }
             }
         };
@@ -441,6 +456,27 @@ impl ImapSource {
             size,
             raw,
         }))
+    }
+
+    /// The start of the header of a message refused by size (`BODY.PEEK[HEADER]<0.N>`), no
+    /// literal above N accepted; empty when the server sends a bigger one anyway (the
+    /// connection is then made again).
+    async fn peek_header(&self, conn: &mut Conn, uid: u32) -> anyhow::Result<Vec<u8>> {
+        let peek = super::HEADER_PEEK_BYTES;
+        let mut head = None;
+        let before = conn.guard.limit();
+        conn.guard.set_limit(peek);
+        let r = conn.exec_with(&format!("UID FETCH {uid} BODY.PEEK[HEADER]<0.{peek}>"), |r| FetchAttrs::visit(&mut head, uid, r)).await;
+        conn.guard.set_limit(before);
+        match (r, conn.guard.take_refused()) {
+            (Ok(()), _) => Ok(head.and_then(|a| a.body).unwrap_or_default()),
+            (Err(_), Some(announced)) => {
+                warn!(mailbox = %self.id, uid, announced, peek, "IMAP server sent a header peek larger than asked; refused unread");
+                *conn = self.connect().await?;
+                Ok(Vec::new())
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     async fn mark_processed(&self, conn: &mut Conn, uid: u32) -> anyhow::Result<()> {
@@ -498,6 +534,8 @@ struct Conn {
     /// An EXISTS/RECENT came in since the last search.
     changed: bool,
     folder_ready: bool,
+    /// The literal-size guard under this session.
+    guard: LiteralGuard,
 }
 
 enum Seen {

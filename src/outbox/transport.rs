@@ -201,11 +201,7 @@ fn tls_parameters(host: &str, ca_file: Option<&Path>) -> anyhow::Result<TlsParam
     b.build().context("TLS settings for [outbox]")
 }
 
-fn is_loopback(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
-}
+use crate::config::is_loopback_host as is_loopback;
 
 fn envelope(from: &str, to: &[String]) -> Result<Envelope, SendError> {
     let from = from.trim().trim_start_matches('<').trim_end_matches('>');
@@ -235,7 +231,7 @@ fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
         transient: !matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem),
         message: format!("{what}: {e}"),
     };
-    std::fs::create_dir_all(dir).map_err(|e| io_err(&format!("cannot create {}", dir.display()), e))?;
+    private_dir_all(dir).map_err(|e| io_err(&format!("cannot create {}", dir.display()), e))?;
     let n = FILE_COUNTER.fetch_add(1, Ordering::Relaxed);
     let stem = header_message_id(bytes).map(|id| sanitise(&id)).filter(|s| !s.is_empty()).unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
@@ -247,7 +243,7 @@ fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
     let target = dir.join(format!("{stem}.eml"));
     let tmp = dir.join(format!(".{stem}.{}-{n}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = private_file(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &target)
@@ -257,6 +253,25 @@ fn write_eml(dir: &Path, bytes: &[u8]) -> Result<(), SendError> {
         return Err(io_err(&format!("cannot write {}", target.display()), e));
     }
     Ok(())
+}
+
+/// `create_dir_all` with the folders it creates 0700 (replies are personal data; `main` sets
+/// umask 077 too, this holds for library callers).
+fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// A new file (truncated if there), 0600 when created.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
 }
 
 /// The `Message-ID` of the top header block, without the angle brackets.

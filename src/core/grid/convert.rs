@@ -1,11 +1,17 @@
 //! Optional external converters: LibreOffice `soffice` (legacy Word/WPS/ODT → docx,
-//! odd `.xls`/`.et` → xlsx) and poppler `pdftotext`. Each run gets a private temp folder
-//! with fixed file names, a private LibreOffice profile and a timeout that kills the whole
-//! process group.
+//! odd `.xls`/`.et` → xlsx) and poppler `pdftotext`, run in a box ([`Sandbox`]): a private
+//! temp folder with fixed file names that is also HOME, a cleared environment (PATH, HOME,
+//! LANG, TMPDIR and nothing else: no `INTAKE_*` password reaches them), a network namespace
+//! of their own (no interface but a loopback that is down) where the kernel allows it,
+//! memory/process/file-size limits, and a timeout that kills the whole process group.
+//! LibreOffice additionally gets a private profile that blocks linked content (images,
+//! OLE links, DDE) from untrusted documents, so an attachment cannot make it fetch a URL
+//! even where no namespace can be had.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{Converters, DOC_NAME, Document, Format, PDF_NAME, lines_to_paragraphs, truncate};
@@ -48,6 +54,205 @@ fn is_executable(p: &Path) -> bool {
         p.is_file()
     }
 }
+
+/// How each converter run is boxed in: `[converters]` `isolate_network`, `require_isolation`,
+/// `memory_limit_mb`, `process_limit` in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// Give each run a network namespace of its own (a user namespace too when the daemon is
+    /// not privileged): the converter sees no interface but a loopback that is down.
+    pub isolate_network: bool,
+    /// Refuse to run a converter when no namespace can be made (the file is then reported as
+    /// unreadable, asking for `.docx`), instead of running it with only LibreOffice's own
+    /// link blocking between a hostile file and the network.
+    pub require_isolation: bool,
+    /// Address-space limit of each converter process, bytes (0: none).
+    pub memory_limit_bytes: u64,
+    /// Processes and threads a converter may have (0: none). Counted in its own user
+    /// namespace when it has one; a root daemon without one is not limited by the kernel.
+    pub process_limit: u64,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        // soffice converting a form peaks near 0.5 GB of address space; 2 GiB leaves room
+        // for a photo-heavy document and still stops a runaway one.
+        Sandbox { isolate_network: true, require_isolation: false, memory_limit_bytes: 2048 << 20, process_limit: 256 }
+    }
+}
+
+/// Whether this process can give a converter a network namespace of its own. Tried once, by
+/// running `true` in the box; the first call logs the answer (a warning when unavailable).
+pub fn network_isolation() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let r = probe_network_isolation();
+            match &r {
+                Ok(()) => tracing::info!("converters run in a network namespace of their own"),
+                Err(e) => tracing::warn!(
+                    reason = %e,
+                    "converters cannot be cut off from the network here (no network namespace); \
+                     LibreOffice still blocks linked content. Set [converters] require_isolation = true \
+                     to refuse conversions instead"
+                ),
+            }
+            r
+        })
+        .clone()
+}
+
+fn probe_network_isolation() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        let prog = find_program(&["true"]).unwrap_or_else(|| PathBuf::from("/bin/true"));
+        let mut cmd = Command::new(&prog);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).env_clear();
+        let probe = Sandbox { isolate_network: true, require_isolation: true, memory_limit_bytes: 0, process_limit: 0 };
+        Jail::new(&probe, 0).apply(&mut cmd);
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("{} in a new network namespace exited with {s}", prog.display())),
+            Err(e) => Err(format!("cannot create a network namespace: {e}")),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("network namespaces need Linux".into())
+    }
+}
+
+/// What the child does between fork and exec, prepared before the fork (nothing may
+/// allocate after it).
+#[cfg(target_os = "linux")]
+struct Jail {
+    netns: bool,
+    required: bool,
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+}
+
+#[cfg(target_os = "linux")]
+impl Jail {
+    /// `max_file_bytes`: the largest file the converter may write (0: no limit).
+    fn new(sandbox: &Sandbox, max_file_bytes: u64) -> Jail {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
+        if sandbox.memory_limit_bytes > 0 {
+            rlimits.push((libc::RLIMIT_AS, sandbox.memory_limit_bytes));
+        }
+        if sandbox.process_limit > 0 {
+            rlimits.push((libc::RLIMIT_NPROC, sandbox.process_limit));
+        }
+        if max_file_bytes > 0 {
+            rlimits.push((libc::RLIMIT_FSIZE, max_file_bytes));
+        }
+        Jail {
+            netns: sandbox.isolate_network,
+            required: sandbox.require_isolation,
+            // The daemon's own ids, mapped to themselves: files keep their owner, and the
+            // child has no capability outside the namespace.
+            uid_map: format!("{uid} {uid} 1").into_bytes(),
+            gid_map: format!("{gid} {gid} 1").into_bytes(),
+            rlimits,
+        }
+    }
+
+    fn apply(self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure only makes system calls (prctl, unshare, open/write/close,
+        // setrlimit) on data prepared before the fork; it allocates nothing and takes no lock.
+        unsafe {
+            cmd.pre_exec(move || self.enter());
+        }
+    }
+
+    fn enter(&self) -> std::io::Result<()> {
+        use std::io::Error;
+        // SAFETY: plain system calls on valid pointers (see `apply`).
+        unsafe {
+            // Die with the daemon; never gain privileges through a setuid program.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
+            if self.netns {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) == 0 {
+                    // Inside a fresh user namespace the ids must be mapped, or every file the
+                    // converter creates fails (EOVERFLOW): no way back, so fail either way.
+                    if !write_proc(c"/proc/self/setgroups", b"deny")
+                        || !write_proc(c"/proc/self/uid_map", &self.uid_map)
+                        || !write_proc(c"/proc/self/gid_map", &self.gid_map)
+                    {
+                        return Err(Error::last_os_error());
+                    }
+                } else if libc::unshare(libc::CLONE_NEWNET) != 0 && self.required {
+                    // (Privileged without user namespaces: the plain network namespace.)
+                    return Err(Error::last_os_error());
+                }
+            }
+            for &(resource, value) in &self.rlimits {
+                let lim = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+                if libc::setrlimit(resource, &lim) != 0 {
+                    return Err(Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> bool {
+    // SAFETY: a valid C string and buffer; the descriptor is closed on every path.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+        n == data.len() as isize
+    }
+}
+
+/// Puts `cmd` in the box: the environment cleared but for PATH, HOME (= `home`, the run's
+/// private folder), TMPDIR and LANG; and, on Linux, the namespace and limits of `sandbox`.
+/// Refuses (with the reason) when isolation is required and this platform has none.
+fn boxed(cmd: &mut Command, home: &Path, converters: &Converters, max_file_bytes: u64) -> Result<(), String> {
+    let sandbox = &converters.sandbox;
+    if sandbox.isolate_network && sandbox.require_isolation {
+        network_isolation().map_err(|e| format!("network isolation required but unavailable: {e}"))?;
+    } else if sandbox.require_isolation {
+        return Err("network isolation required but turned off ([converters] isolate_network = false)".into());
+    }
+    let tmp = home.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("temp dir: {e}"))?;
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+        .env("HOME", home)
+        .env("TMPDIR", &tmp)
+        .env("LANG", "C.UTF-8")
+        .current_dir(home);
+    #[cfg(target_os = "linux")]
+    Jail::new(sandbox, max_file_bytes).apply(cmd);
+    #[cfg(not(target_os = "linux"))]
+    let _ = max_file_bytes;
+    Ok(())
+}
+
+/// The LibreOffice user profile each run starts from: linked content of documents outside
+/// the (empty) trusted locations is never fetched (images, OLE, sounds…), links are never
+/// updated on load in Writer (2 = never) or Calc (1 = never), and no macro runs.
+const SOFFICE_PROFILE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="BlockUntrustedRefererLinks" oor:op="fuse"><value>true</value></prop></item>
+<item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="DisableMacrosExecution" oor:op="fuse"><value>true</value></prop></item>
+<item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="MacroSecurityLevel" oor:op="fuse"><value>3</value></prop></item>
+<item oor:path="/org.openoffice.Office.Writer/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>2</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>1</value></prop></item>
+</oor:items>
+"#;
 
 fn timeout_of(converters: &Converters, limits: &Limits) -> Duration {
     let from_limits = Duration::from_secs(limits.converter_timeout_secs.max(1));
@@ -119,19 +324,12 @@ fn kill_group(child: &mut std::process::Child) {
 }
 
 fn kill_group_quiet(pid: u32) {
-    #[cfg(unix)]
-    {
-        // The group id is the leader's pid (process_group(0)).
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg("--")
-            .arg(format!("-{pid}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    #[cfg(target_os = "linux")]
+    // SAFETY: kill(2) on the group whose id is the leader's pid (process_group(0)).
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
     }
-    #[cfg(not(unix))]
+    #[cfg(not(target_os = "linux"))]
     let _ = pid;
 }
 
@@ -173,6 +371,10 @@ pub fn via_soffice(
     let profile = dir.path().join("profile");
     std::fs::write(&input, data).map_err(|e| failed(human, &resend, format!("write input: {e}")))?;
     std::fs::create_dir_all(&out_dir).map_err(|e| failed(human, &resend, format!("out dir: {e}")))?;
+    let user = profile.join("user");
+    std::fs::create_dir_all(&user)
+        .and_then(|()| std::fs::write(user.join("registrymodifications.xcu"), SOFFICE_PROFILE))
+        .map_err(|e| failed(human, &resend, format!("profile: {e}")))?;
     let mut cmd = Command::new(soffice);
     cmd.arg("--headless")
         .arg("--norestore")
@@ -183,9 +385,9 @@ pub fn via_soffice(
         .arg(to)
         .arg("--outdir")
         .arg(&out_dir)
-        .arg(&input)
-        .current_dir(dir.path())
-        .env("HOME", dir.path());
+        .arg(&input);
+    let max_file = limits.max_attachment_bytes.saturating_mul(4).saturating_add(64 << 20);
+    boxed(&mut cmd, dir.path(), converters, max_file).map_err(|e| failed(human, &resend, e))?;
     let timeout = timeout_of(converters, limits);
     let out = run(cmd, timeout, 1024 * 1024)
         .map_err(|e| failed(human, &resend, format!("cannot start soffice: {e}")))?;
@@ -254,7 +456,8 @@ pub fn via_pdftotext(data: &[u8], limits: &Limits, converters: &Converters) -> R
     let input = dir.path().join("input.pdf");
     std::fs::write(&input, data).map_err(|e| failed(PDF_NAME, ".docx", format!("write input: {e}")))?;
     let mut cmd = Command::new(prog);
-    cmd.arg("-layout").arg("-enc").arg("UTF-8").arg(&input).arg("-").current_dir(dir.path());
+    cmd.arg("-layout").arg("-enc").arg("UTF-8").arg(&input).arg("-");
+    boxed(&mut cmd, dir.path(), converters, 64 << 20).map_err(|e| failed(PDF_NAME, ".docx", e))?;
     let timeout = timeout_of(converters, limits);
     let out = run(cmd, timeout, limits.max_attachment_bytes.saturating_mul(4))
         .map_err(|e| failed(PDF_NAME, ".docx", format!("cannot start pdftotext: {e}")))?;
