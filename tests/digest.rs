@@ -485,8 +485,8 @@ async fn digest_numbers_match_a_database_seeded_through_the_pipeline() {
     assert!(d1.text.contains("campaign.over_quota") && d1.text.contains("超过拟命名名额 1 个"), "{}", d1.text);
     let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(d1.xlsx.clone())).unwrap();
     let sheet = wb.worksheet_range(xlsx::SHEET_FINDINGS).unwrap();
-    assert!(sheet.rows().any(|r| r[2] == Data::String("campaign.over_quota".into()) && r[6] == Data::String("5".into())));
-    assert!(sheet.rows().any(|r| r[0] == Data::String(b.unit.clone()) && r[2] == Data::String("unit.below_minimum".into())));
+    assert!(sheet.rows().any(|r| r[2] == Data::String("通过数量超过命名名额〔campaign.over_quota〕".into()) && r[6] == Data::String("5".into())));
+    assert!(sheet.rows().any(|r| r[0] == Data::String(b.unit.clone()) && r[2] == Data::String("推荐数量不足2个〔unit.below_minimum〕".into())));
 
     // After the deadline: the final digest.
     let fin = digest::build(&app.store, &app.config, t("2020-09-26T08:00:00+08:00")).await.unwrap();
@@ -641,7 +641,7 @@ async fn exported_workbook_read_back_cell_by_cell() {
     let c = &s.units[2];
     let hit = f2
         .rows()
-        .find(|row| cell(&row[1]) == c.studios[1].name && cell(&row[2]) == "form.team_too_small")
+        .find(|row| cell(&row[1]) == c.studios[1].name && cell(&row[2]) == "团队不足5人〔form.team_too_small〕")
         .expect("team_too_small row");
     assert_eq!(cell(&hit[0]), c.unit);
     assert_eq!(cell(&hit[3]), "错误");

@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
 use crate::config::{Config, UnitKind};
 use crate::core::findings::Code;
-use crate::store::{FindingRecord, Store, StudioRow, UnprocessedMail};
+use crate::store::{FindingRecord, MailToRead, Store, StudioRow, UnprocessedMail};
 
 use super::schedule::days_left;
 
@@ -47,6 +47,9 @@ pub struct Facts {
     /// Mails recorded without an outcome or set aside: staff check them by hand (their
     /// senders were told so).
     pub unprocessed: Vec<UnprocessedMail>,
+    /// Mails that changed nothing on file and that staff should read: questions and cover
+    /// letters, download links instead of attachments, late mails with what they carried.
+    pub to_read: Vec<MailToRead>,
     /// Addresses that sent a submission but are listed for no unit (lower-cased, sorted),
     /// with the unit the mail was tied to anyway (from its forms), if any.
     pub unknown_senders: Vec<(String, Option<String>)>,
@@ -194,6 +197,7 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         findings,
         dead_letters,
         unprocessed: store.unprocessed_mails().await?,
+        to_read: store.mails_to_read().await?,
         unknown_senders: unknown_senders(store, config).await?,
         outbox_depth: store.outbox_depth().await?,
         latest_received,

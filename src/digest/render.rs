@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 
 use crate::config::Config;
 use crate::core::findings::Code;
+use crate::store::MailToRead;
 
 use super::facts::{Facts, UNKNOWN_UNIT};
 use super::schedule::SlotKind;
@@ -100,8 +101,53 @@ fn progress_text(u: &super::facts::UnitRow) -> String {
     }
 }
 
+/// The studio's open errors in the words staff read, each code after it as an aside:
+/// `团队不足5人〔form.team_too_small〕`.
 fn studio_codes(s: &crate::store::StudioRow) -> String {
-    if s.error_codes.is_empty() { "—".into() } else { s.error_codes.join(", ") }
+    if s.error_codes.is_empty() {
+        return "—".into();
+    }
+    s.error_codes.iter().map(|c| code_words(c)).collect::<Vec<_>>().join("、")
+}
+
+/// A finding code as staff read it: its Chinese title, the code after it.
+pub fn code_words(code: &str) -> String {
+    match Code::parse(code) {
+        Some(c) => format!("{}〔{code}〕", c.title()),
+        None => code.to_owned(),
+    }
+}
+
+/// Why a mail is among those to read, and what it carried.
+fn to_read_cells(m: &MailToRead, tz: Tz) -> [String; 5] {
+    let what = if m.late {
+        let carried: Vec<String> = m
+            .attachments
+            .iter()
+            .filter(|(_, kind, _)| kind != "other")
+            .map(|(file, kind, studio)| {
+                let kind = serde_json::from_value::<crate::core::forms::Kind>(serde_json::Value::String(kind.clone()))
+                    .map(|k| k.chinese().to_owned())
+                    .unwrap_or_else(|_| kind.clone());
+                match studio {
+                    Some(s) => format!("{kind}（{s}）{file}"),
+                    None => format!("{kind} {file}"),
+                }
+            })
+            .collect();
+        format!("逾期送达，未计入；所附：{}", if carried.is_empty() { "无申报文件".to_owned() } else { carried.join("；") })
+    } else if !m.download_links.is_empty() {
+        format!("附件为下载链接（已请对方直接附上文件）：{}", m.download_links.join(" "))
+    } else {
+        "未附申报文件（询问、致谢或推荐函等），请阅读".to_owned()
+    };
+    [
+        m.received_at.map(|t| t.with_timezone(&tz).format("%m-%d %H:%M").to_string()).unwrap_or_else(|| "—".into()),
+        m.sender.clone().unwrap_or_else(|| "（无发件人）".into()),
+        m.unit.clone().unwrap_or_else(|| UNKNOWN_UNIT.into()),
+        crate::core::report::shown_subject(&m.subject),
+        what,
+    ]
 }
 
 /// Time, sender, subject and reason of a mail staff must check by hand; the subject is
@@ -229,6 +275,15 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
         let _ = writeln!(o, "  {time} {sender} 《{subject}》：{reason}");
     }
     if f.unprocessed.is_empty() {
+        let _ = writeln!(o, "  无");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "九、需阅读的邮件：询问与来函、下载链接、逾期邮件（{} 封）", f.to_read.len());
+    for m in &f.to_read {
+        let [time, sender, unit, subject, what] = to_read_cells(m, tz);
+        let _ = writeln!(o, "  {time} {sender}（{unit}）《{subject}》：{what}");
+    }
+    if f.to_read.is_empty() {
         let _ = writeln!(o, "  无");
     }
     let _ = writeln!(o);
@@ -506,6 +561,10 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     heading(&mut o, &format!("八、需人工查看的邮件（{} 封）", f.unprocessed.len()));
     let unprocessed = f.unprocessed.iter().map(|m| unprocessed_cells(m, tz).map(|c| esc(&c)).to_vec());
     table_or_none(&mut o, &["收到时间", "发件人", "主题", "原因"], unprocessed, true);
+
+    heading(&mut o, &format!("九、需阅读的邮件：询问与来函、下载链接、逾期邮件（{} 封）", f.to_read.len()));
+    let to_read = f.to_read.iter().map(|m| to_read_cells(m, tz).map(|c| esc(&c)).to_vec());
+    table_or_none(&mut o, &["收到时间", "发件人", "单位", "主题", "内容"], to_read, false);
 
     heading(&mut o, "未解决问题");
     let findings = f.findings.iter().map(|(u, s, x)| {

@@ -42,7 +42,7 @@ pub const HEADER_SUB: [&str; 12] = [
     "创新成果转化应用节创经济效益累计（万元）",
 ];
 /// Sheet 2's header.
-pub const FINDINGS_HEADER: [&str; 9] = ["推荐单位", "工作室", "问题代码", "严重程度", "文件", "位置", "发现值", "应为", "说明"];
+pub const FINDINGS_HEADER: [&str; 9] = ["推荐单位", "工作室", "问题", "严重程度", "文件", "位置", "发现值", "应为", "说明"];
 /// The first row (0-based) of data on sheet 1: title, 推荐单位/填报人 line, two header rows.
 pub const FIRST_DATA_ROW: u32 = 4;
 
@@ -163,10 +163,11 @@ fn build(f: &Facts, config: &Config) -> Result<Vec<u8>, XlsxError> {
             (None, _) => UNKNOWN_UNIT,
             (Some(u), _) => u,
         };
+        let problem = super::render::code_words(&x.code);
         let values = [
             unit,
             studio.unwrap_or(""),
-            x.code.as_str(),
+            problem.as_str(),
             severity_label(&x.severity),
             x.file.as_deref().unwrap_or(""),
             x.location.as_str(),

@@ -120,6 +120,22 @@ pub struct FailedRaw {
     pub stored_at: DateTime<Utc>,
 }
 
+/// A mail staff should read: it changed nothing on file because it carried no documents (a
+/// question, a thank-you, a cover letter alone), only download links, or came late.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailToRead {
+    pub submission_id: i64,
+    pub received_at: Option<DateTime<FixedOffset>>,
+    pub sender: Option<String>,
+    pub unit: Option<String>,
+    pub subject: String,
+    pub verdict: String,
+    pub late: bool,
+    pub download_links: Vec<String>,
+    /// What it carried: (file, kind as in `check --format json`, studio).
+    pub attachments: Vec<(String, String, Option<String>)>,
+}
+
 /// A mail staff must look at by hand: recorded without an outcome (`ignored`: over the size
 /// limit, not a message, the core failed on it) or set aside after repeated failures.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::{Counts, FindingRecord, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
+use super::{Counts, FindingRecord, MailToRead, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
 
 impl Store {
     /// Current studio versions, sorted by unit (unknown last), then rank (none last), then
@@ -225,6 +225,47 @@ impl Store {
         }
         out.sort_by(|a, b| (a.1.is_none(), &a.1, &a.2, a.0).cmp(&(b.1.is_none(), &b.1, &b.2, b.0)));
         Ok(out.into_iter().map(|(_, unit, studio, f)| (unit, studio, f)).collect())
+    }
+
+    /// Mails that changed nothing on file and that staff should read, oldest first: see
+    /// [`MailToRead`].
+    pub async fn mails_to_read(&self) -> anyhow::Result<Vec<MailToRead>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.received_at, s.received_offset, s.sender, s.unit, s.subject, s.verdict,
+                    s.download_links, s.attachments,
+                    CAST((SELECT COUNT(*) FROM findings f WHERE f.submission_id = s.id AND f.code = 'submission.late') AS BIGINT) AS late
+             FROM submissions s
+             WHERE s.verdict = 'not_a_submission' OR s.download_links <> '[]'
+                OR EXISTS (SELECT 1 FROM findings f WHERE f.submission_id = s.id AND f.code = 'submission.late')
+             ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let links: String = row.try_get("download_links")?;
+                let attachments: String = row.try_get("attachments")?;
+                let attachments: Vec<serde_json::Value> = serde_json::from_str(&attachments).unwrap_or_default();
+                let late: i64 = row.try_get("late")?;
+                Ok(MailToRead {
+                    submission_id: row.try_get("id")?,
+                    received_at: join_fixed(row.try_get("received_at")?, row.try_get("received_offset")?)?,
+                    sender: row.try_get("sender")?,
+                    unit: row.try_get("unit")?,
+                    subject: row.try_get("subject")?,
+                    verdict: row.try_get("verdict")?,
+                    late: late > 0,
+                    download_links: serde_json::from_str(&links).unwrap_or_default(),
+                    attachments: attachments
+                        .iter()
+                        .map(|a| {
+                            let s = |k: &str| a.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                            (s("file").unwrap_or_default(), s("kind").unwrap_or_default(), s("studio"))
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     /// Non-ignored submissions per unit (units without any are absent), sorted by unit.
