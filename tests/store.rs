@@ -131,6 +131,7 @@ on_both!(
     outbox_concurrent_claims,
     bookkeeping,
     counts_and_reads,
+    dossier_versions,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -680,5 +681,73 @@ async fn counts_and_reads(db: &TestDb) -> anyhow::Result<()> {
     let d = |day| NaiveDate::from_ymd_opt(2020, 9, day).unwrap();
     ensure!(per_day == vec![(d(20), 2), (d(21), 1)], "{per_day:?}");
     ensure!(s.unknown_senders().await? == vec!["stranger@example.com".to_string()]);
+    Ok(())
+}
+
+/// A unit's dossier through the store: each merged mail a version (history kept), parts with
+/// the submission they came from, the unit's studio rows replaced by the dossier's, open
+/// findings those of the current version, and a merge onto a stale version refused.
+async fn dossier_versions(db: &TestDb) -> anyhow::Result<()> {
+    use studio_intake::config::{Config, Unit, UnitKind};
+    use studio_intake::core::{self, Context, dossier::Dossier, grid::Converters};
+    use studio_intake::fixtures::{self, MailClient, UnitSpec};
+    let s = &db.store;
+    let u = UnitSpec::sample(6, 2);
+    let mut config = Config::builtin();
+    config.units.retain(|x| x.name != u.unit);
+    config.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
+    let converters = Converters::none();
+    let ctx = Context::new(&config, &converters);
+    let full = fixtures::submission_mail(&u, MailClient::Outlook, &Default::default());
+    let part = |n: usize, photos: bool| {
+        let mut m = full.clone();
+        m.attachments.retain(|(name, _)| name.ends_with(".jpg") == photos);
+        m.message_id = format!("<dossier-{n}@example.cn>");
+        fixtures::build_eml(&m)
+    };
+    // Judge a mail against the stored dossier and record it as the daemon does.
+    let apply = async |n: usize, raw: Vec<u8>, base: Option<i64>| -> anyhow::Result<(i64, core::Outcome)> {
+        let current = s.current_dossier(&u.unit).await?;
+        let on_file = current.as_ref().map(|v| v.dossier.clone()).unwrap_or_default();
+        let o = core::judge(core::read(&raw, &ctx)?, &on_file, &ctx);
+        let mut rec = studio_intake::daemon::submission_record(&o);
+        rec.dossier = Some(DossierUpdate { unit: u.unit.clone(), base, dossier: o.dossier.clone(), changes: o.changes.clone() });
+        let raw_id = s.put_raw(&NewRaw { sha256: sha256_hex(&raw), size: raw.len() as i64, bytes: raw, ..self::raw("INBOX", None, Some(n as i64), "") }).await?.id();
+        let r = s.record(raw_id, &rec, &[]).await?;
+        Ok((r.submission_id, o))
+    };
+    let (forms_id, first) = apply(1, part(1, false), None).await?;
+    ensure!(!first.standing.complete());
+    let v1 = s.current_dossier(&u.unit).await?.context("a version after the first mail")?;
+    let errors = async || -> anyhow::Result<Vec<String>> {
+        Ok(s.open_findings().await?.into_iter().filter(|(_, _, f)| f.severity == "error").map(|(_, _, f)| f.code).collect())
+    };
+    let open = errors().await?;
+    ensure!(open == vec!["submission.missing_photo", "submission.missing_photo"], "{open:?}");
+
+    let (photos_id, second) = apply(2, part(2, true), Some(v1.id)).await?;
+    ensure!(second.standing.complete(), "{:#?}", second.findings);
+    let history = s.dossier_history(&u.unit).await?;
+    ensure!(history.len() == 2 && history[0].id == v1.id && history[1].submission_id == photos_id);
+    let current = s.current_dossier(&u.unit).await?.context("current")?;
+    ensure!(current.id == history[1].id);
+    for st in &current.dossier.studios {
+        ensure!(st.form.as_ref().and_then(|f| f.from.submission) == Some(forms_id), "{}: form from the first mail", st.name);
+        ensure!(st.photo.as_ref().and_then(|p| p.from.submission) == Some(photos_id), "{}: photo from the second", st.name);
+    }
+    ensure!(current.changes.len() == 2 && current.changes.iter().all(|c| c.part == studio_intake::core::dossier::Part::Photo));
+    // The first version is kept as it was: no photos.
+    ensure!(history[0].dossier.studios.iter().all(|st| st.photo.is_none()));
+    ensure!(errors().await?.is_empty(), "a later mail that resolves a finding closes it");
+    let rows = s.current_studios().await?;
+    ensure!(rows.len() == 2 && rows.iter().all(|r| r.verdict == "accepted" && r.submission_id == photos_id), "{rows:?}");
+    ensure!(s.counts().await?.studios_current == 2);
+
+    // A merge onto a version that is no longer current is refused, and leaves nothing.
+    let stale = apply(3, part(3, true), Some(v1.id)).await;
+    ensure!(stale.is_err(), "merge onto a stale version recorded");
+    ensure!(s.dossier_history(&u.unit).await?.len() == 2);
+    ensure!(s.counts().await?.submissions == 2);
+    ensure!(Dossier::default().is_empty());
     Ok(())
 }
