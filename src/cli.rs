@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Digest { config, send } => edge("digest", async move {
             let config = load_config(config.as_deref())?;
-            let app = crate::daemon::App::build(config).await?;
+            let app = crate::app::App::build(config).await?;
             let now = chrono::Utc::now();
             if send {
                 let id = crate::digest::send_now(&app, now).await?;
@@ -116,7 +116,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Export { config, out, files } => edge("export", async move {
             let config = load_config(config.as_deref())?;
-            let app = crate::daemon::App::build(config).await?;
+            let app = crate::app::App::build(config).await?;
             let bytes = crate::digest::export(&app.store, &app.config).await?;
             std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!("wrote {}", out.display());
@@ -174,7 +174,7 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
     }
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     for (path, raw) in &inputs {
-        let mut ctx = Context::new(&config, &converters);
+        let mut ctx = Context::new(config.policy(), &converters);
         ctx.received_at = received_at;
         let outcome = core::process(raw, &ctx).with_context(|| format!("{} is not an e-mail message", path.display()))?;
         outcomes.push((path.display().to_string(), outcome));
@@ -194,7 +194,7 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
             if others.is_empty() {
                 continue;
             }
-            let mut ctx = Context::new(&config, &converters);
+            let mut ctx = Context::new(config.policy(), &converters);
             ctx.received_at = received_at;
             ctx.others = &others;
             *outcome = core::process(raw, &ctx).with_context(|| format!("{path} is not an e-mail message"))?;
@@ -211,7 +211,7 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
             for (path, o) in &outcomes {
                 write_text(&mut out, path, o)?;
                 if show_reply {
-                    let reply = report::reply(o, &config);
+                    let reply = report::reply(o, &config.policy());
                     writeln!(out, "---- 回复邮件 ----\n主题：{}\n\n{}", reply.subject, reply.text)?;
                 }
             }

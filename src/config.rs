@@ -16,6 +16,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::core::Limits;
+pub use crate::core::policy::{RuleSettings, Unit, UnitKind};
+use crate::core::policy::{self, Policy};
 use crate::core::grid::Converters;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,71 +81,6 @@ impl Default for Campaign {
             contact: "毛娴，电话 2133419".into(),
         }
     }
-}
-
-/// Thresholds of `RULES.md`, each quoting the notice.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuleSettings {
-    /// 5人以上的创新团队
-    pub min_members: u32,
-    /// 有效运行2年以上: created on or before deadline minus this many years.
-    pub min_years_running: u32,
-    /// 简介及主要先进事迹（600字以内）
-    pub intro_max_chars: usize,
-    /// 字数要求：2000字以上
-    pub materials_min_chars: usize,
-    /// Shorter side of the scene photo, in pixels (warning below).
-    pub photo_min_side: u32,
-    /// Average age outside this range is implausible.
-    pub min_average_age: f64,
-    pub max_average_age: f64,
-}
-
-impl Default for RuleSettings {
-    fn default() -> Self {
-        RuleSettings {
-            min_members: 5,
-            min_years_running: 2,
-            intro_max_chars: 600,
-            materials_min_chars: 2000,
-            photo_min_side: 600,
-            min_average_age: 18.0,
-            max_average_age: 65.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnitKind {
-    /// 县（市、区）总工会
-    County,
-    /// 乐山高新区工会
-    Zone,
-    /// 峨眉山景区、乐山大佛景区管委会工会
-    Scenic,
-    /// 市级系统工会
-    System,
-    /// 市属企业工会
-    Enterprise,
-}
-
-impl UnitKind {
-    /// County unions and the high-tech zone must recommend a minimum (`unit.below_minimum`).
-    pub fn has_minimum(self) -> bool {
-        matches!(self, UnitKind::County | UnitKind::Zone)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Unit {
-    pub name: String,
-    pub kind: UnitKind,
-    /// Addresses this unit sends from (compared case-insensitively).
-    #[serde(default)]
-    pub senders: Vec<String>,
 }
 
 /// The default unit list of `RULES.md`: Leshan's county-level unions, the high-tech zone and
@@ -577,19 +514,27 @@ impl Config {
 
     /// The unit that owns a sender address, if configured.
     pub fn unit_of_sender(&self, address: &str) -> Option<&Unit> {
-        self.units.iter().find(|u| u.senders.iter().any(|s| s.eq_ignore_ascii_case(address)))
+        policy::unit_of_sender(&self.units, address)
     }
 
     /// A configured unit by (normalised) name, as written in a summary table's 推荐单位.
     pub fn unit_named(&self, name: &str) -> Option<&Unit> {
-        let wanted = crate::core::text::squash(name);
-        if wanted.is_empty() {
-            return None;
+        policy::unit_named(&self.units, name)
+    }
+
+    /// The narrow value the core works with: campaign dates, thresholds, units and their
+    /// senders, limits, the reply's signature. The core never sees the TOML types.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            deadline: self.campaign.deadline,
+            timezone: self.timezone().unwrap_or(chrono_tz::Asia::Shanghai),
+            named_studios: self.campaign.named_studios.clone(),
+            rules: self.rules.clone(),
+            limits: self.limits.clone(),
+            units: self.units.clone(),
+            contact_line: self.campaign_contact_line(),
+            signature: self.outbox_from_name(),
         }
-        self.units.iter().find(|u| {
-            let have = crate::core::text::squash(&u.name);
-            have == wanted || (wanted.len() >= 6 && (have.contains(&wanted) || wanted.contains(&have)))
-        })
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use crate::daemon::App;
+use crate::app::App;
 use crate::metrics::metrics;
 
 /// Longest request head read (request line and headers).

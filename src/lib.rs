@@ -7,12 +7,14 @@
 //! - [`store`]: sqlx on SQLite (default) or PostgreSQL: raw mail, records, outbox, digests.
 //! - [`mailbox`]: IMAP (IDLE/poll) and Maildir/.eml sources.
 //! - [`outbox`]: rendering and sending replies (SMTP or files).
-//! - [`daemon`]: the wiring of `run`.
+//! - [`app`]: the state the daemon's tasks share; [`intake`]: what happens to each message;
+//!   [`daemon`]: the wiring of `run`.
 //! - [`digest`]: the staff digest on a cron schedule and the consolidated 推荐汇总表.
 //! - [`health`], [`metrics`]: `/healthz` and Prometheus `/metrics` on loopback.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`logging`]: the log filter and writer that keep passwords out of every line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
@@ -20,6 +22,7 @@ pub mod daemon;
 pub mod digest;
 pub mod fixtures;
 pub mod health;
+pub mod intake;
 pub mod logging;
 pub mod mailbox;
 pub mod memory;

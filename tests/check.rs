@@ -33,7 +33,7 @@ fn converters() -> &'static Converters {
 }
 
 fn process_with<'a>(raw: &[u8], config: &'a Config, tweak: impl FnOnce(&mut Context<'a>)) -> Outcome {
-    let mut ctx = Context::new(config, converters());
+    let mut ctx = Context::new(config.policy(), converters());
     tweak(&mut ctx);
     core::process(raw, &ctx).expect("a mail")
 }
@@ -168,7 +168,7 @@ fn no_summary_table() {
     let config = config_for(&u);
     let first = process(&u, &fixtures::submission(&u, MailClient::Outlook));
     let raw = fixtures::submission_with(&u, MailClient::Outlook, &SubmissionOptions { no_summary: true, ..Default::default() });
-    let ctx = Context::new(&config, converters());
+    let ctx = Context::new(config.policy(), converters());
     let again = core::judge(core::read(&raw, &ctx).unwrap(), &first.dossier, &ctx);
     assert!(again.findings.is_empty(), "{}", show(&again));
 }
@@ -506,7 +506,7 @@ fn photo_low_resolution_and_unreadable() {
 fn reply_is_chinese_verdict_first_with_places() {
     let (u, raw) = with_studio(|s| s.native_place = String::new());
     let o = process(&u, &raw);
-    let r = core::report::reply(&o, &config_for(&u));
+    let r = core::report::reply(&o, &config_for(&u).policy());
     assert!(r.subject.contains("未通过"), "{}", r.subject);
     let first_lines: String = r.text.lines().take(5).collect::<Vec<_>>().join("\n");
     assert!(first_lines.contains("未通过：尚有问题需补发或更正"), "{first_lines}");
@@ -514,7 +514,7 @@ fn reply_is_chinese_verdict_first_with_places() {
     assert!(r.html.contains("籍贯") && r.html.contains("<table"));
     let u = unit(1);
     let ok = process(&u, &fixtures::submission(&u, MailClient::Outlook));
-    let r = core::report::reply(&ok, &config_for(&u));
+    let r = core::report::reply(&ok, &config_for(&u).policy());
     assert!(r.subject.contains("审核通过"), "{}", r.subject);
 }
 
@@ -605,7 +605,7 @@ fn a_late_reply_does_not_ask_for_a_resend() {
     let u = unit(1);
     let late = SubmissionOptions { date: Some("Sun, 27 Sep 2020 09:00:00 +0800".into()), received: Some("Sun, 27 Sep 2020 09:00:05 +0800".into()), ..Default::default() };
     let o = process(&u, &fixtures::submission_with(&u, MailClient::AppleMail, &late));
-    let r = core::report::reply(&o, &config_for(&u));
+    let r = core::report::reply(&o, &config_for(&u).policy());
     assert!(r.subject.contains("截止"), "{}", r.subject);
     assert!(!r.text.contains("修改后请重新发送"), "{}", r.text);
     assert!(r.html.contains("截止时间"));

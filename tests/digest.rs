@@ -21,7 +21,7 @@ use chrono_tz::Asia::Shanghai;
 use sqlx::{Connection, Executor};
 use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind};
 use studio_intake::core::forms::SUMMARY_COLUMNS;
-use studio_intake::daemon::App;
+use studio_intake::app::App;
 use studio_intake::digest::{self, Clock, Plan, Slot, SlotKind, SlotOutcome, xlsx};
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use tokio::sync::watch;

@@ -25,7 +25,7 @@ fn converters() -> &'static Converters {
 
 /// Judge `raw` against `on_file` as the daemon does.
 fn judge(config: &Config, raw: &[u8], on_file: &Dossier) -> Outcome {
-    let ctx = Context::new(config, converters());
+    let ctx = Context::new(config.policy(), converters());
     core::judge(core::read(raw, &ctx).expect("a mail"), on_file, &ctx)
 }
 
@@ -55,13 +55,13 @@ fn mail(full: &MailSpec, n: usize, files: Vec<(String, Vec<u8>)>, subject: &str,
 }
 
 fn reply_text(o: &Outcome, config: &Config) -> String {
-    core::report::reply(o, config).text
+    core::report::reply(o, &config.policy()).text
 }
 
 /// What staff sign off: per studio its 序号, parts and the 16 columns of the consolidated
 /// table, and the open findings (without the mails' provenance, which differs by design).
 fn signed_off(o: &Outcome) -> (Vec<String>, Vec<String>) {
-    let rec = studio_intake::daemon::submission_record(o);
+    let rec = studio_intake::intake::submission_record(o);
     let mut studios: Vec<String> = rec.studios.iter().map(|s| format!("{}|{:?}|{}|{}", s.key, s.rank, s.verdict, s.data)).collect();
     studios.sort();
     let mut findings: Vec<String> = o

@@ -2084,7 +2084,7 @@ fn whole_pipeline() {
         |rng| mutated_submission(rng, s, &partners),
         |raw, rng| {
             let config = &configs()[rng.below(2)];
-            let ctx = Context::new(config, &converters);
+            let ctx = Context::new(config.policy(), &converters);
             let Ok(outcome) = core::process(raw, &ctx) else { return Ok(()) };
             check_outcome(&outcome)?;
             // Running the pipeline twice is costly: check determinism on a quarter of inputs.

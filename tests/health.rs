@@ -46,7 +46,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 struct Running {
     addr: std::net::SocketAddr,
-    app: std::sync::Arc<studio_intake::daemon::App>,
+    app: std::sync::Arc<studio_intake::app::App>,
     stop_tx: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     daemon: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -58,7 +58,7 @@ struct Running {
 async fn start(cfg: Config) -> Running {
     let listener = studio_intake::health::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = studio_intake::daemon::App::build(cfg.clone()).await.unwrap();
+    let app = studio_intake::app::App::build(cfg.clone()).await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let mut stop = stop_rx.clone();

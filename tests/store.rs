@@ -697,7 +697,7 @@ async fn dossier_versions(db: &TestDb) -> anyhow::Result<()> {
     config.units.retain(|x| x.name != u.unit);
     config.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
     let converters = Converters::none();
-    let ctx = Context::new(&config, &converters);
+    let ctx = Context::new(config.policy(), &converters);
     let full = fixtures::submission_mail(&u, MailClient::Outlook, &Default::default());
     let part = |n: usize, photos: bool| {
         let mut m = full.clone();
@@ -710,7 +710,7 @@ async fn dossier_versions(db: &TestDb) -> anyhow::Result<()> {
         let current = s.current_dossier(&u.unit).await?;
         let on_file = current.as_ref().map(|v| v.dossier.clone()).unwrap_or_default();
         let o = core::judge(core::read(&raw, &ctx)?, &on_file, &ctx);
-        let mut rec = studio_intake::daemon::submission_record(&o);
+        let mut rec = studio_intake::intake::submission_record(&o);
         rec.dossier = Some(DossierUpdate { unit: u.unit.clone(), base, dossier: o.dossier.clone(), changes: o.changes.clone() });
         let raw_id = s.put_raw(&NewRaw { sha256: sha256_hex(&raw), size: raw.len() as i64, bytes: raw, ..self::raw("INBOX", None, Some(n as i64), "") }).await?.id();
         let r = s.record(raw_id, &rec, &[]).await?;

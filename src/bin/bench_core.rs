@@ -24,7 +24,7 @@ fn main() {
     let bytes_per_round: usize = mails.iter().map(Vec::len).sum();
     let config = Config::builtin();
     let converters = Converters::none();
-    let ctx = Context::new(&config, &converters);
+    let ctx = Context::new(config.policy(), &converters);
     let limits = &config.limits;
 
     // Warm up and check the inputs are what we think they are. The floor's inputs are the

@@ -117,6 +117,7 @@ pub mod dossier;
 pub mod findings;
 pub mod forms;
 pub mod links;
+pub mod policy;
 pub mod report;
 pub mod rules;
 pub mod submission;
@@ -124,11 +125,11 @@ pub mod text;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::config::Config;
 use dossier::{Change, Dossier, MailSource, Standing};
 use findings::{Finding, Severity};
 use forms::Kind;
 use grid::Converters;
+use policy::Policy;
 use mime::{Message, MimeError};
 use rules::{KnownStudio, RuleContext};
 use submission::Submission;
@@ -136,7 +137,7 @@ use submission::Submission;
 /// What the pipeline needs besides the bytes. Everything that would need I/O (the receipt
 /// time from the server, what the store knows) is passed in.
 pub struct Context<'a> {
-    pub config: &'a Config,
+    pub policy: Policy,
     pub converters: &'a Converters,
     /// The server's receipt time (IMAP INTERNALDATE, or `check --received-at`). When `None`,
     /// the newest `Received:` header's date, else the `Date:` header.
@@ -146,8 +147,8 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(config: &'a Config, converters: &'a Converters) -> Self {
-        Context { config, converters, received_at: None, others: &[] }
+    pub fn new(policy: Policy, converters: &'a Converters) -> Self {
+        Context { policy, converters, received_at: None, others: &[] }
     }
 }
 
@@ -187,17 +188,17 @@ pub struct Mail {
 
 impl Mail {
     /// The unit this mail is from: its sender's registered unit, else the one its 附件2 names.
-    pub fn unit(&self, config: &Config) -> Option<String> {
+    pub fn unit(&self, policy: &Policy) -> Option<String> {
         self.sender
             .as_deref()
-            .and_then(|s| config.unit_of_sender(s))
+            .and_then(|s| policy.unit_of_sender(s))
             .map(|u| u.name.clone())
             .or_else(|| self.written_unit.clone())
     }
 
     /// Received after the deadline: it changes nothing on file.
-    pub fn is_late(&self, config: &Config) -> bool {
-        self.received_at.is_some_and(|t| t > config.campaign.deadline)
+    pub fn is_late(&self, policy: &Policy) -> bool {
+        self.received_at.is_some_and(|t| t > policy.deadline)
     }
 }
 
@@ -245,14 +246,14 @@ impl Outcome {
 
 /// Step one, pure: raw bytes → the mail's parts.
 pub fn read(raw: &[u8], ctx: &Context) -> Result<Mail, MimeError> {
-    let mut message = mime::parse(raw, &ctx.config.limits)?;
-    let submission = submission::read(&message.attachments, &ctx.config.limits, ctx.converters);
+    let mut message = mime::parse(raw, &ctx.policy.limits)?;
+    let submission = submission::read(&message.attachments, &ctx.policy.limits, ctx.converters);
     for a in &mut message.attachments {
         a.data = Vec::new();
     }
     let sender = message.from.as_ref().map(|m| m.address.clone());
     let written_unit = submission.summaries.iter().find_map(|s| s.recommending_unit.clone()).map(|written| {
-        ctx.config.unit_named(&written).map(|u| u.name.clone()).unwrap_or(written)
+        ctx.policy.unit_named(&written).map(|u| u.name.clone()).unwrap_or(written)
     });
     let received_at = ctx.received_at.or(message.received_at).or(message.date);
     let download_links = links::download_links(&message.body_text);
@@ -264,10 +265,10 @@ pub fn read(raw: &[u8], ctx: &Context) -> Result<Mail, MimeError> {
 /// change nothing on file.
 pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
     let Mail { message, sender, written_unit: _, received_at, mut submission, download_links } = mail.clone();
-    let unit = mail.unit(ctx.config);
+    let unit = mail.unit(&ctx.policy);
     submission::group(&mut submission, &on_file.studios_on_file());
     let rule_ctx = RuleContext {
-        config: ctx.config,
+        policy: &ctx.policy,
         sender: sender.as_deref(),
         unit: unit.as_deref(),
         received_at,
@@ -279,7 +280,7 @@ pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
         download_links: &download_links,
     };
     let mut findings = rules::mail_rules(&submission, &rule_ctx);
-    let late = mail.is_late(ctx.config);
+    let late = mail.is_late(&ctx.policy);
     let has_documents = submission.has_documents();
     let source = MailSource { message_id: message.message_id.clone(), received_at };
     let (merged, merge_changes) = dossier::merge(on_file, &submission, &source);

@@ -10,7 +10,7 @@ use super::findings::{Finding, Severity};
 use super::forms::Kind;
 use super::submission::{AttachmentInfo, Studio};
 use super::{Outcome, Verdict};
-use crate::config::Config;
+use super::policy::Policy;
 
 /// The JSON document of `check --format json`, one per path.
 #[derive(Debug, Serialize)]
@@ -199,8 +199,8 @@ fn standing_sentence(o: &Outcome) -> String {
 /// The reply to the sender: the verdict, what this mail brought, where the unit stands, and
 /// exactly what is still missing or wrong. Only findings the sender can act on are in it (see
 /// [`super::findings::Code::for_sender`]); the verdict still counts every error.
-pub fn reply(o: &Outcome, config: &Config) -> Reply {
-    let tz = config.timezone().unwrap_or(chrono_tz::Asia::Shanghai);
+pub fn reply(o: &Outcome, policy: &Policy) -> Reply {
+    let tz = policy.timezone;
     let shown: Vec<&Finding> = o.findings.iter().filter(|f| f.code.for_sender()).collect();
     let errors: Vec<&Finding> = shown.iter().copied().filter(|f| f.severity == Severity::Error).collect();
     let warnings: Vec<&Finding> = shown.iter().copied().filter(|f| f.severity == Severity::Warning).collect();
@@ -261,10 +261,10 @@ pub fn reply(o: &Outcome, config: &Config) -> Reply {
         t.push_str(&step);
         t.push('\n');
     }
-    t.push_str(&format!("纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}\n", config.campaign_contact_line()));
-    t.push_str(&format!("\n{}\n", config.outbox_from_name()));
+    t.push_str(&format!("纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}\n", policy.contact_line));
+    t.push_str(&format!("\n{}\n", policy.signature));
 
-    let html = html_reply(o, config, headline, &errors, &warnings, &when, original, &brought, &standing, &greeting);
+    let html = html_reply(o, policy, headline, &errors, &warnings, &when, original, &brought, &standing, &greeting);
     Reply { subject, text: t, html }
 }
 
@@ -319,7 +319,7 @@ impl std::fmt::Display for Unprocessed {
 }
 
 /// The reply to a mail that could not be processed: what happened and what to do.
-pub fn unprocessed_reply(subject: &str, why: &Unprocessed, config: &Config) -> Reply {
+pub fn unprocessed_reply(subject: &str, why: &Unprocessed, policy: &Policy) -> Reply {
     let original = &shown_subject(subject);
     let mb = |b: u64| format!("{:.1}MB", b as f64 / 1024.0 / 1024.0);
     let (title, body) = match why {
@@ -342,12 +342,12 @@ pub fn unprocessed_reply(subject: &str, why: &Unprocessed, config: &Config) -> R
             format!("您发送的邮件《{original}》无法按电子邮件格式读取。请用常用邮箱重新发送，附件直接添加为附件。"),
         ),
     };
-    let text = format!("您好：\n\n  ■ {title}\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", config.campaign_contact_line(), config.outbox_from_name());
+    let text = format!("您好：\n\n  ■ {title}\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", policy.contact_line, policy.signature);
     let html = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px\"><p>您好：</p><p style=\"color:#b3261e;font-weight:bold\">{title}</p><p>{}</p><p style=\"color:#666\">本邮件由系统自动发送。{}</p><p>{}</p></body></html>",
         escape(&body).replace('\n', "<br>"),
-        escape(&config.campaign_contact_line()),
-        escape(&config.outbox_from_name())
+        escape(&policy.contact_line),
+        escape(&policy.signature)
     );
     Reply { subject: format!("【{title}】回复：{original}"), text, html }
 }
@@ -370,7 +370,7 @@ pub fn escape(s: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 fn html_reply(
     o: &Outcome,
-    config: &Config,
+    policy: &Policy,
     headline: &str,
     errors: &[&Finding],
     warnings: &[&Finding],
@@ -452,8 +452,8 @@ fn html_reply(
     if let Some(step) = next_step(o) {
         h.push_str(&format!("<p>{}</p>", escape(&step)));
     }
-    h.push_str(&format!("<p style=\"color:#666\">纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}</p>", escape(&config.campaign_contact_line())));
-    h.push_str(&format!("<p>{}</p></body></html>", escape(&config.outbox_from_name())));
+    h.push_str(&format!("<p style=\"color:#666\">纸质件一式2份请按通知要求报送。本邮件由系统自动发送。{}</p>", escape(&policy.contact_line)));
+    h.push_str(&format!("<p>{}</p></body></html>", escape(&policy.signature)));
     h
 }
 

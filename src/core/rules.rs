@@ -7,7 +7,7 @@ use super::findings::{Code, Finding};
 use super::forms::{self, ApprovalForm, Kind, Required, SummaryRow, SummaryTable};
 use super::submission::{Studio, Submission};
 use super::text::{self, fmt_number, squash};
-use crate::config::{Config, RuleSettings};
+use super::policy::{Policy, RuleSettings};
 
 /// A studio another unit has recommended (for `submission.duplicate_studio`).
 #[derive(Debug, Clone)]
@@ -18,7 +18,7 @@ pub struct KnownStudio {
 
 /// What the rules need besides the submission itself.
 pub struct RuleContext<'a> {
-    pub config: &'a Config,
+    pub policy: &'a Policy,
     pub sender: Option<&'a str>,
     /// The unit this submission is from (by sender address or by its 推荐单位).
     pub unit: Option<&'a str>,
@@ -41,24 +41,24 @@ pub const NAME_SUFFIX: &str = "劳模和工匠人才创新工作室";
 /// it cannot be read, download links, no documents at all.
 pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
     let mut out = Vec::new();
-    let cfg = &ctx.config;
+    let policy = ctx.policy;
     if let Some(at) = ctx.received_at
-        && at > cfg.campaign.deadline
+        && at > policy.deadline
     {
         out.push(
             Finding::new(Code::SubmissionLate)
                 .at("邮件接收时间")
                 .found(at.to_rfc3339())
-                .expected(format!("不晚于 {}", cfg.campaign.deadline.to_rfc3339()))
+                .expected(format!("不晚于 {}", policy.deadline.to_rfc3339()))
                 .says(format!(
                     "本邮件于{}送达，已超过报送截止时间{}，邮件中的材料未计入本单位的申报（此前按时报送的材料不受影响）。",
                     at.format("%Y年%m月%d日 %H:%M"),
-                    cfg.campaign.deadline.format("%Y年%m月%d日 %H:%M")
+                    policy.deadline.format("%Y年%m月%d日 %H:%M")
                 )),
         );
     }
     if let Some(sender) = ctx.sender
-        && cfg.unit_of_sender(sender).is_none()
+        && policy.unit_of_sender(sender).is_none()
     {
         out.push(
             Finding::new(Code::SubmissionUnknownSender)
@@ -69,7 +69,7 @@ pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
         );
     }
     if ctx.parts_truncated {
-        let limit = ctx.config.limits.max_parts;
+        let limit = ctx.policy.limits.max_parts;
         out.push(
             Finding::new(Code::SubmissionUnreadableAttachment)
                 .at("邮件结构")
@@ -105,7 +105,7 @@ pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
     }
     if !ctx.download_links.is_empty() {
         let shown: Vec<&str> = ctx.download_links.iter().take(3).map(String::as_str).collect();
-        let limit_mb = ctx.config.limits.max_message_bytes / (1024 * 1024);
+        let limit_mb = ctx.policy.limits.max_message_bytes / (1024 * 1024);
         out.push(
             Finding::new(Code::SubmissionDownloadLink)
                 .at("邮件正文")
@@ -150,19 +150,19 @@ pub fn check(sub: &Submission, ctx: &RuleContext) -> Vec<Finding> {
             mismatch_rules(&sub.forms[f], &sub.summaries[t], &sub.summaries[t].rows[r], studio, &mut out);
         }
         for &m in &studio.materials {
-            materials_rules(&sub.materials[m], studio, &ctx.config.rules, &mut out);
+            materials_rules(&sub.materials[m], studio, &ctx.policy.rules, &mut out);
         }
         for &p in &studio.photos {
             let photo = &sub.photos[p];
             let side = photo.width.min(photo.height);
-            if side < ctx.config.rules.photo_min_side {
+            if side < ctx.policy.rules.photo_min_side {
                 out.push(
                     Finding::new(Code::PhotoLowResolution)
                         .studio(Some(&studio.name))
                         .file(&photo.file)
                         .at("图片尺寸")
                         .found(format!("{}×{} 像素", photo.width, photo.height))
-                        .expected(format!("短边不少于 {} 像素", ctx.config.rules.photo_min_side))
+                        .expected(format!("短边不少于 {} 像素", ctx.policy.rules.photo_min_side))
                         .says(format!("场景照分辨率偏低（{}×{}），建议发送原图。", photo.width, photo.height)),
                 );
             }
@@ -263,7 +263,7 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
             }
         }
         let squashed = squash(&studio.name);
-        if ctx.config.campaign.named_studios.iter().any(|n| squash(n) == squashed) {
+        if ctx.policy.named_studios.iter().any(|n| squash(n) == squashed) {
             out.push(
                 Finding::new(Code::SubmissionAlreadyNamed)
                     .studio(name)
@@ -296,7 +296,7 @@ const COUNT_FIELDS: &[&str] = &[
 ];
 
 fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, out: &mut Vec<Finding>) {
-    let rules = &ctx.config.rules;
+    let rules = &ctx.policy.rules;
     let name = Some(studio.name.as_str());
     let base = |code: Code, key: &str| Finding::new(code).studio(name).file(&form.file).at(location(form, key));
 
@@ -412,7 +412,7 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
     }
 
     if let Some(created) = form.date("created") {
-        let deadline = ctx.config.campaign.deadline.date_naive();
+        let deadline = ctx.policy.deadline.date_naive();
         let latest = deadline
             .with_year(deadline.year() - rules.min_years_running as i32)
             .unwrap_or(deadline);
@@ -445,7 +445,7 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
     }
 
     if let Some(birth) = form.date("birth") {
-        let deadline = ctx.config.campaign.deadline.date_naive();
+        let deadline = ctx.policy.deadline.date_naive();
         let age = deadline.year() - birth.year;
         if !(16..=80).contains(&age) {
             out.push(
@@ -764,9 +764,9 @@ fn materials_rules(m: &forms::Materials, studio: &Studio, rules: &RuleSettings, 
 }
 
 /// The deadline minus the running years: a studio created after this day is too young.
-pub fn youngest_allowed(config: &Config) -> NaiveDate {
-    let d = config.campaign.deadline.date_naive();
-    d.with_year(d.year() - config.rules.min_years_running as i32).unwrap_or(d)
+pub fn youngest_allowed(policy: &Policy) -> NaiveDate {
+    let d = policy.deadline.date_naive();
+    d.with_year(d.year() - policy.rules.min_years_running as i32).unwrap_or(d)
 }
 
 #[cfg(test)]

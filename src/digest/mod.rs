@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tracing::{Instrument as _, info, info_span, warn};
 
 use crate::config::{Config, load_secret};
-use crate::daemon::App;
+use crate::app::App;
 use crate::outbox::{self, OutAttachment, OutgoingMail, Transport};
 use crate::store::{NewOutgoing, Store};
 
@@ -196,7 +196,7 @@ pub async fn send_now(app: &App, now: DateTime<Utc>) -> anyhow::Result<String> {
     app.store.enqueue(&row).await?;
     let password = load_secret(app.config.outbox.password_env.as_deref(), app.config.outbox.password_file.as_deref())?;
     let transport = Transport::from_config(&app.config.outbox, password)?;
-    crate::daemon::send_due(app, &transport, &format!("digest-{}", std::process::id())).await?;
+    crate::outbox::sender::send_due(app, &transport, &format!("digest-{}", std::process::id())).await?;
     let sent = app.store.outgoing_by_message_id(&message_id).await?;
     match sent.map(|o| o.status) {
         Some(crate::store::OutgoingStatus::Sent) => Ok(message_id),

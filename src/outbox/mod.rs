@@ -28,6 +28,7 @@
 //! `ca_file`) or a folder where each mail is written atomically as `<message id>.eml`.
 //! [`SendError::transient`] tells the retry loop whether to try again after [`backoff`].
 
+pub mod sender;
 mod transport;
 
 pub use transport::{SendError, Transport};

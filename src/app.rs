@@ -1,0 +1,68 @@
+//! The state every task of the daemon shares: configuration, store, converters and the
+//! outbox's wake-up. Its own module so that the tasks (intake, sender, digest, health) import
+//! it without importing each other or the wiring in [`crate::daemon`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::core::grid::Converters;
+use crate::store::Store;
+
+/// Everything the tasks share.
+pub struct App {
+    pub config: Config,
+    /// What the core needs of `config`, built once.
+    pub policy: crate::core::policy::Policy,
+    pub store: Store,
+    pub converters: Converters,
+    /// Wakes the sender when a new outbox row is committed.
+    pub outbox_ready: Notify,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+        let store = Store::connect(&config.database.url, config.database.max_connections)
+            .await
+            .with_context(|| format!("cannot open database {}", redact(&config.database.url)))?;
+        store.migrate().await.context("database migrations failed")?;
+        let converters = config.converters.resolve(Duration::from_secs(config.limits.converter_timeout_secs));
+        Ok(Arc::new(App { policy: config.policy(), config, store, converters, outbox_ready: Notify::new() }))
+    }
+
+    /// Our own addresses: never answered (mail loops).
+    pub fn own_addresses(&self) -> Vec<String> {
+        let mut own = vec![address_of(&self.config.outbox.from)];
+        if self.config.source.username.contains('@') {
+            own.push(self.config.source.username.to_lowercase());
+        }
+        own
+    }
+}
+
+pub fn address_of(from: &str) -> String {
+    match (from.find('<'), from.find('>')) {
+        (Some(a), Some(b)) if b > a => from[a + 1..b].trim().to_lowercase(),
+        _ => from.trim().to_lowercase(),
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Unique per task and process: names the holder of claims and leases.
+pub fn worker_name() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    format!("{host}:{}:{}:{}", std::process::id(), Utc::now().timestamp_millis(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+

@@ -1,0 +1,77 @@
+//! The sender task: drains the outbox through the configured transport, retrying transient
+//! failures with backoff and setting the rest aside as dead (the digest lists them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::app::{App, worker_name};
+use crate::config::{Config, load_secret};
+use crate::metrics::{Metrics, metrics};
+use crate::outbox::{self, Transport};
+
+/// Send what is due; returns how many were handled. Transient failures are retried with
+/// backoff until `max_attempts`, then set aside as dead (the digest lists them).
+pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow::Result<usize> {
+    let mut handled = 0;
+    while let Some(mail) = app.store.claim_outgoing(worker, Utc::now(), Duration::from_secs(300)).await? {
+        handled += 1;
+        let span = info_span!("send", id = mail.id, message_id = %mail.message_id);
+        async {
+            match transport.send(&mail.envelope_from, &mail.recipients, &mail.bytes).await {
+                Ok(()) => {
+                    info!(to = %mail.recipients.join(","), "sent");
+                    Metrics::inc(&metrics().outbox_sent);
+                    app.store.outgoing_sent(mail.id, Utc::now()).await
+                }
+                Err(e) => {
+                    // The store counts the claim in hand as an attempt.
+                    let attempts = mail.attempts.max(1) as u32;
+                    let next = (e.transient && attempts < app.config.outbox.max_attempts)
+                        .then(|| Utc::now() + chrono::Duration::from_std(retry_delay(&app.config, attempts)).unwrap_or_default());
+                    warn!(attempts, transient = e.transient, dead = next.is_none(), "send failed: {}", e.message);
+                    Metrics::inc(if next.is_some() { &metrics().outbox_retries } else { &metrics().outbox_dead });
+                    app.store.outgoing_failed(mail.id, &e.message, next).await
+                }
+            }
+        }
+        .instrument(span)
+        .await?;
+    }
+    Ok(handled)
+}
+
+/// The outbox backoff (30 s, 1 min, 2 min … 1 h) scaled to `[outbox] retry_base_secs`.
+fn retry_delay(config: &Config, attempts: u32) -> Duration {
+    outbox::backoff(attempts).mul_f64(config.outbox.retry_base_secs as f64 / 30.0).min(Duration::from_secs(3600))
+}
+
+pub fn transport(config: &Config) -> anyhow::Result<Transport> {
+    let password = load_secret(config.outbox.password_env.as_deref(), config.outbox.password_file.as_deref())?;
+    Transport::from_config(&config.outbox, password)
+}
+
+/// Run the sender until `stop` turns true: send what is due, then sleep until the next due
+/// row, a new row (`outbox_ready`) or 30 s.
+pub fn spawn(app: Arc<App>, transport: Arc<Transport>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let worker = worker_name();
+        loop {
+            if let Err(e) = send_due(&app, &transport, &worker).await {
+                warn!("outbox: {e:#}");
+            }
+            let wait = match app.store.next_due().await {
+                Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(30)),
+                _ => Duration::from_secs(30),
+            };
+            tokio::select! {
+                _ = app.outbox_ready.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    })
+}
