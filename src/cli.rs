@@ -53,6 +53,16 @@ pub enum Command {
         #[arg(long)]
         files: Option<PathBuf>,
     },
+    /// Held mails (unregistered or unauthenticated senders): list them, approve a sender for a
+    /// unit (its held mails are applied in arrival order), or discard one.
+    Held {
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(subcommand)]
+        action: Option<HeldAction>,
+    },
     /// Validate submissions offline: each PATH is an .eml file or a folder of loose attachments.
     Check {
         /// TOML configuration (built-in 2020 Leshan defaults without it).
@@ -69,6 +79,21 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HeldAction {
+    /// The held mails waiting for a decision (the default).
+    List,
+    /// Register the mail's sender for the unit (default: the unit its forms name) and apply
+    /// its held mails to that unit's dossier, in arrival order.
+    Approve {
+        id: i64,
+        #[arg(long)]
+        unit: Option<String>,
+    },
+    /// Keep the mail on record, never apply it.
+    Discard { id: i64 },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +151,26 @@ pub fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Held { config, format, action } => edge("held", async move {
+            let config = load_config(config.as_deref())?;
+            let app = crate::app::App::build(config).await?;
+            match action.unwrap_or(HeldAction::List) {
+                HeldAction::List => held_list(&app, format).await,
+                HeldAction::Approve { id, unit } => {
+                    let (unit, applied) = crate::intake::approve_held(&app, id, unit.as_deref()).await?;
+                    println!("approved: the sender of mail {id} now speaks for {unit}; applied {} held mail(s): {:?}", applied.len(), applied);
+                    println!("their replies are queued; the daemon (or `run --once`) sends them");
+                    Ok(())
+                }
+                HeldAction::Discard { id } => {
+                    if !app.store.discard_held(id).await? {
+                        bail!("mail {id} is not a held mail (or was already applied or discarded)");
+                    }
+                    println!("discarded: mail {id} stays on record and is never applied");
+                    Ok(())
+                }
+            }
+        }),
         Command::Check { config, format, received_at, show_reply, paths } => {
             match check(config.as_deref(), format, received_at, show_reply, &paths) {
                 Ok(code) => code,
@@ -161,6 +206,52 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         Some(p) => Ok(Config::load(p)?),
         None => Ok(Config::builtin()),
     }
+}
+
+/// `held list`: id, received, sender, the unit its forms name, why held, what it carries.
+async fn held_list(app: &crate::app::App, format: Format) -> anyhow::Result<()> {
+    let held = app.store.held_mails().await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let docs: Vec<serde_json::Value> = held
+                .iter()
+                .map(|h| {
+                    serde_json::json!({
+                        "id": h.submission_id,
+                        "received_at": h.received_at.map(|t| t.to_rfc3339()),
+                        "sender": h.sender,
+                        "unit": h.suggested_unit,
+                        "reason": h.reason,
+                        "attachments": h.attachments.iter().map(|(file, kind)| serde_json::json!({"file": file, "kind": kind})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
+        }
+        Format::Text => {
+            if held.is_empty() {
+                writeln!(out, "no held mail")?;
+            }
+            for h in &held {
+                writeln!(
+                    out,
+                    "{}  {}  {}  unit by its forms: {}  ({})",
+                    h.submission_id,
+                    h.received_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into()),
+                    h.sender.as_deref().unwrap_or("?"),
+                    h.suggested_unit.as_deref().unwrap_or("?"),
+                    h.reason
+                )?;
+                for (file, kind) in &h.attachments {
+                    writeln!(out, "      {kind}: {file}")?;
+                }
+                let unit = h.suggested_unit.as_deref().map(|u| format!(" --unit {u}")).unwrap_or_else(|| " --unit NAME".into());
+                writeln!(out, "      approve: studio-intake held approve {}{unit}    discard: studio-intake held discard {}", h.submission_id, h.submission_id)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `check`: exit 0 when no path has an error finding, 1 when one has, 2 on usage or I/O errors.

@@ -44,7 +44,20 @@ pub struct Config {
     pub limits: Limits,
     pub converters: ConverterSettings,
     pub health: Health,
+    pub security: Security,
 }
+
+/// Who may change a unit's dossier (`RULES.md`, "Who speaks for a unit").
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    pub sender_auth: SenderAuth,
+    /// `Authentication-Results` headers honoured, by authserv-id (the receiving server's own,
+    /// e.g. `mx.qq.com`); every other such header is ignored wherever it stands.
+    pub trusted_authserv_ids: Vec<String>,
+}
+
+pub use crate::core::policy::SenderAuth;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -82,6 +95,19 @@ impl Default for Campaign {
         }
     }
 }
+
+/// The units of the shipped sample inbox and the addresses they write from (all invented).
+pub const SAMPLE_SENDERS: &[(&str, &str)] = &[
+    ("犍为县总工会", "jwxzgh@example.cn"),
+    ("四川沙湾钒钛钢铁有限公司工会", "swftgh@example.cn"),
+    ("五通桥区总工会", "wtqqzgh@example.cn"),
+    ("峨眉山市总工会", "emsszgh@example.cn"),
+    ("夹江县总工会", "jjxzgh@example.cn"),
+    ("市中区总工会", "szqzgh@example.cn"),
+    // Sample 07 comes from an address not listed here: it is held, and this address is asked
+    // to confirm it.
+    ("沐川县总工会", "mcxzgh@example.cn"),
+];
 
 /// The default unit list of `RULES.md`: Leshan's county-level unions, the high-tech zone and
 /// the two scenic areas. Sender addresses are unknown until an administrator lists them.
@@ -198,6 +224,9 @@ pub struct Outbox {
     pub max_attempts: u32,
     /// At most this many replies to one sender per hour.
     pub replies_per_sender_per_hour: u32,
+    /// All replies together per hour (acknowledgements and confirmation requests included,
+    /// digests exempt): the ceiling a flood of forged senders meets.
+    pub replies_per_hour: u32,
     /// First retry delay in seconds; each further retry doubles it (capped at one hour).
     pub retry_base_secs: u64,
 }
@@ -217,6 +246,7 @@ impl Default for Outbox {
             path: PathBuf::from("var/outbox"),
             max_attempts: 8,
             replies_per_sender_per_hour: 10,
+            replies_per_hour: 200,
             retry_base_secs: 30,
         }
     }
@@ -426,8 +456,19 @@ impl Config {
     }
 
     /// Built-in defaults (no file): the 2020 Leshan campaign.
+    /// The embedded default: the 2020 Leshan campaign, with the sample units of
+    /// `examples/inbox` registered under their sample addresses so that the README's first
+    /// command shows accepted, rejected and held mail. A configuration file never inherits
+    /// these addresses: there, each unit's `senders` are what the administrator lists.
     pub fn builtin() -> Config {
-        Config { units: default_units(), ..Config::default() }
+        let mut units = default_units();
+        for (unit, address) in SAMPLE_SENDERS {
+            match units.iter_mut().find(|u| u.name == *unit) {
+                Some(u) => u.senders.push((*address).into()),
+                None => units.push(Unit { name: (*unit).into(), kind: UnitKind::Enterprise, senders: vec![(*address).into()] }),
+            }
+        }
+        Config { units, ..Config::default() }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -533,6 +574,8 @@ impl Config {
             limits: self.limits.clone(),
             units: self.units.clone(),
             contact_line: self.campaign_contact_line(),
+            sender_auth: self.security.sender_auth,
+            trusted_authserv_ids: self.security.trusted_authserv_ids.clone(),
             signature: self.outbox_from_name(),
         }
     }

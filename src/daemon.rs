@@ -28,12 +28,33 @@ use crate::store::Store;
 /// `run --once`: one pass over the mailbox, then send what is due, then return.
 pub async fn run_once(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
+    warn_units_without_senders(&app).await?;
     let transport = transport(&app.config)?;
     let source = mailbox::Source::from_config(&app.config, Arc::new(StoreState(app.store.clone())))?;
     let n = source.run_once(&Intake { app: app.clone() }).await?;
     retry_unprocessed(&app).await?;
     let sent = send_due(&app, &transport, &worker_name()).await?;
     info!(messages = n, sent, "pass done");
+    Ok(())
+}
+
+/// The configuration, not the first stranger to write, decides who speaks for a unit: say
+/// at start which units have no registered address (their mails will be held).
+async fn warn_units_without_senders(app: &App) -> anyhow::Result<()> {
+    let approved = app.store.registered_senders().await?;
+    let silent: Vec<&str> = app
+        .policy
+        .units
+        .iter()
+        .filter(|u| u.senders.is_empty() && !approved.iter().any(|(_, unit)| *unit == u.name))
+        .map(|u| u.name.as_str())
+        .collect();
+    if !silent.is_empty() {
+        warn!(
+            units = %silent.join("、"),
+            "these units have no registered sender address: their mails will be held until staff approve one (`studio-intake held`) or [[units]] senders lists it"
+        );
+    }
     Ok(())
 }
 
@@ -53,6 +74,7 @@ async fn retry_unprocessed(app: &App) -> anyhow::Result<()> {
 /// mail being sent are finished first.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let app = App::build(config).await?;
+    warn_units_without_senders(&app).await?;
     let transport = Arc::new(transport(&app.config)?);
     let source = mailbox::Source::from_config(&app.config, Arc::new(StoreState(app.store.clone())))?;
     let (stop_tx, stop_rx) = watch::channel(false);

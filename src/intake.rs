@@ -18,7 +18,7 @@ use crate::core::{self, Context, Outcome, report, text};
 use crate::mailbox::{Handler, Incoming};
 use crate::metrics::metrics;
 use crate::outbox::{self, OutgoingMail};
-use crate::store::{DossierUpdate, FindingRecord, NewOutgoing, NewRaw, PutRaw, StudioRecord, SubmissionRecord};
+use crate::store::{DossierUpdate, FindingRecord, HeldMail, NewOutgoing, NewRaw, PutRaw, StudioRecord, SubmissionRecord};
 
 /// The handler the mailbox calls for each message.
 pub struct Intake {
@@ -98,11 +98,17 @@ async fn record_unprocessed(
     };
     let mut outgoing = Vec::new();
     if let Some(msg) = &message {
-        match reply_address(app, msg).await? {
+        let registered = match &rec.sender {
+            Some(s) => registered_unit(app, s).await?,
+            None => None,
+        };
+        match reply_target(app, msg, registered.as_deref()).await? {
             Err(no_reply) => rec.ignored_reason = Some(format!("{why}; {no_reply}")),
             Ok(to) => {
-                let reply = report::unprocessed_reply(&msg.subject, &why, &app.policy);
-                outgoing.push(reply_row(app, msg, reply, &to, sha256, raw_id)?);
+                // Only a registered sender hears its own subject repeated.
+                let subject = registered.as_ref().map(|_| msg.subject.as_str());
+                let reply = report::unprocessed_reply(subject, &why, &app.policy);
+                outgoing.push(reply_row(app, msg, reply, &to, our_message_id(app, sha256, ""), "reply", raw_id)?);
             }
         }
     }
@@ -114,21 +120,90 @@ async fn record_unprocessed(
     Ok(rec)
 }
 
-/// Whom to answer (`Reply-To:`, else `From:`), or why nobody: automatic mail, our own
-/// address, no usable sender, or the per-sender hourly cap reached (a loop with a robot).
-async fn reply_address(app: &App, msg: &core::mime::Message) -> anyhow::Result<Result<String, String>> {
+/// Whom to answer, or why nobody: automatic mail, our own address, no usable sender, the
+/// per-sender hourly cap (a loop with a robot) or the global one (a flood of forged
+/// senders). The From address, or its Reply-To when that is itself a registered address of
+/// the same `unit` — an attacker's Reply-To never gets a unit's results.
+async fn reply_target(app: &App, msg: &core::mime::Message, unit: Option<&str>) -> anyhow::Result<Result<String, String>> {
     if let Err(why) = outbox::should_reply(msg, &app.own_addresses()) {
         return Ok(Err(format!("no reply: {why:?}")));
     }
-    let Some(to) = msg.reply_to.as_ref().or(msg.from.as_ref()).map(|m| m.address.clone()) else {
+    let Some(from) = msg.from.as_ref().map(|m| m.address.clone()) else {
         return Ok(Err("no reply: no sender address".into()));
     };
+    let mut to = from;
+    if let (Some(unit), Some(reply_to)) = (unit, msg.reply_to.as_ref())
+        && registered_addresses(app, unit).await?.contains(&reply_to.address.to_lowercase())
+    {
+        to = reply_to.address.clone();
+    }
     let hour_ago = Utc::now() - chrono::Duration::hours(1);
     let recent = app.store.replies_to_since(&to, hour_ago).await?;
     if recent >= app.config.outbox.replies_per_sender_per_hour as i64 {
         return Ok(Err(format!("no reply: {recent} replies to {to} in the last hour")));
     }
+    if let Err(why) = under_global_ceiling(app).await? {
+        return Ok(Err(why));
+    }
     Ok(Ok(to))
+}
+
+/// `[outbox] replies_per_hour`: all replies together (digests exempt).
+async fn under_global_ceiling(app: &App) -> anyhow::Result<Result<(), String>> {
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let all = app.store.replies_since(hour_ago).await?;
+    if all >= app.config.outbox.replies_per_hour as i64 {
+        warn!(replies = all, limit = app.config.outbox.replies_per_hour, "the hourly reply ceiling is reached: no reply");
+        return Ok(Err(format!("no reply: {all} replies in the last hour, the ceiling is {}", app.config.outbox.replies_per_hour)));
+    }
+    Ok(Ok(()))
+}
+
+/// Every address registered for `unit`: in the configuration and approved by staff
+/// (lower-cased).
+pub async fn registered_addresses(app: &App, unit: &str) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> =
+        app.policy.units.iter().filter(|u| u.name == unit).flat_map(|u| u.senders.iter().map(|s| s.trim().to_lowercase())).collect();
+    for (address, u) in app.store.registered_senders().await? {
+        if u == unit && !out.contains(&address) {
+            out.push(address);
+        }
+    }
+    Ok(out)
+}
+
+/// The unit a From address speaks for: configured, else approved by staff.
+async fn registered_unit(app: &App, address: &str) -> anyhow::Result<Option<String>> {
+    if let Some(u) = app.policy.unit_of_sender(address) {
+        return Ok(Some(u.name.clone()));
+    }
+    app.store.registered_unit(address).await
+}
+
+/// TEMPORARY until the auth module lands: fail closed.
+async fn authenticate(_app: &App, _raw: &[u8], _sender: &str) -> (bool, String) {
+    (false, "authentication not available".into())
+}
+
+/// Who the sender is: the unit its address is registered to, and whether the mail must be
+/// held (an unregistered address; or, with `sender_auth = "authenticated"`, a From that
+/// does not pass).
+async fn sender_identity(app: &App, sender: Option<&str>, raw: &[u8]) -> anyhow::Result<core::SenderIdentity> {
+    use core::findings::Code;
+    let Some(sender) = sender else {
+        return Ok(core::SenderIdentity { unit: None, held: Some(Code::SubmissionUnknownSender), auth: None });
+    };
+    let Some(unit) = registered_unit(app, sender).await? else {
+        return Ok(core::SenderIdentity { unit: None, held: Some(Code::SubmissionUnknownSender), auth: None });
+    };
+    match app.policy.sender_auth {
+        core::policy::SenderAuth::Registered => Ok(core::SenderIdentity { unit: Some(unit), held: None, auth: Some("registered address".into()) }),
+        core::policy::SenderAuth::Authenticated => {
+            let (passed, note) = authenticate(app, raw, sender).await;
+            let held = (!passed).then_some(Code::SubmissionSenderNotAuthenticated);
+            Ok(core::SenderIdentity { unit: Some(unit), held, auth: Some(note) })
+        }
+    }
 }
 
 /// Run the core on one stored message and commit its results and reply in one transaction.
@@ -164,9 +239,126 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         app.store.record(raw_id, &rec, &[]).await?;
         return Ok(rec);
     }
-    // The core is CPU-bound and may run a converter: keep it off the async workers. A panic
-    // or a run over the time limit is a defect on this input: record it, tell the sender and
-    // go on (a thread that overran cannot be stopped; it finishes on its own).
+    let mail = match read_guarded(app, raw_id, bytes, received_at).await? {
+        Ok(mail) => mail,
+        Err(why) => return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await,
+    };
+    // Who speaks: the unit the From address is registered to (configured, or approved by
+    // staff) — never the unit the forms name, which is only a suggestion for staff.
+    let identity = sender_identity(app, mail.sender.as_deref(), bytes).await?;
+    let suggested = mail.written_unit.clone();
+    // A registered sender's answer to a confirmation request applies the held mail it names.
+    let confirmed = match (&identity.unit, identity.held) {
+        (Some(unit), None) => confirm_held(app, &mail, unit).await?,
+        _ => None,
+    };
+    let unit = identity.unit.clone();
+    let on_file = match (&unit, identity.held) {
+        (Some(u), None) => app.store.current_dossier(u).await?,
+        _ => None,
+    };
+    let others = other_units_studios(app, unit.as_deref()).await?;
+    let judged = {
+        let mut ctx = Context::new(app.policy.clone(), &app.converters);
+        ctx.received_at = received_at;
+        ctx.others = &others;
+        ctx.identity = Some(identity.clone());
+        let empty = core::dossier::Dossier::default();
+        let dossier = on_file.as_ref().map(|v| &v.dossier).unwrap_or(&empty);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::judge(mail, dossier, &ctx)))
+    };
+    let outcome = match judged {
+        Ok(o) => o,
+        Err(panic) => {
+            let why = report::Unprocessed::Failed { reason: format!("the core panicked: {}", panic_message(&panic)) };
+            warn!(raw = raw_id, "{why}");
+            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+        }
+    };
+    let mut rec = submission_record(&outcome);
+    rec.held = identity.held.map(|c| c.as_str().to_owned());
+    rec.suggested_unit = suggested.clone();
+    rec.auth = identity.auth.clone();
+    if outcome.applied
+        && let Some(unit) = &outcome.unit
+    {
+        rec.dossier = Some(DossierUpdate {
+            unit: unit.clone(),
+            base: on_file.as_ref().map(|v| v.id),
+            dossier: outcome.dossier.clone(),
+            changes: outcome.changes.clone(),
+        });
+    }
+    let mut outgoing = Vec::new();
+    if let Some(reason) = identity.held {
+        // Held: its sender gets a fixed acknowledgement that repeats nothing of the mail;
+        // the unit's registered addresses are asked to confirm it.
+        match reply_target(app, &outcome.message, None).await? {
+            Ok(to) => outgoing.push(reply_row(app, &outcome.message, report::held_ack(&app.policy), &to, our_message_id(app, sha256, ""), "ack", raw_id)?),
+            Err(no_reply) => rec.ignored_reason = Some(no_reply),
+        }
+        let ask = unit.clone().or_else(|| suggested.clone().filter(|u| app.policy.units.iter().any(|x| &x.name == u)));
+        if outcome.submission.has_documents()
+            && let Some(ask) = ask
+        {
+            let summary = report::HeldSummary {
+                sender: outcome.sender.clone().unwrap_or_default(),
+                received_at: outcome.received_at,
+                reason,
+                files: outcome
+                    .submission
+                    .attachments
+                    .iter()
+                    .filter(|a| a.duplicate_of.is_none())
+                    .map(|a| (a.file.clone(), a.kind, a.studio.clone()))
+                    .collect(),
+            };
+            let request = report::confirmation_request(&ask, &summary, &app.policy);
+            let sender = outcome.sender.clone().unwrap_or_default();
+            for address in registered_addresses(app, &ask).await?.into_iter().filter(|a| *a != sender) {
+                if under_global_ceiling(app).await?.is_err() {
+                    break;
+                }
+                let message_id = our_message_id(app, sha256, &format!("confirm:{address}"));
+                outgoing.push(reply_row(app, &outcome.message, request.clone(), &address, message_id.clone(), "confirm", raw_id)?);
+                rec.confirmations.push((message_id, ask.clone()));
+            }
+        }
+    } else if let Some(first) = confirmed.filter(|_| !outcome.submission.has_documents()) {
+        // The confirmation itself: the held mail's result went to this sender.
+        rec.ignored_reason = Some(format!("确认了暂存邮件（记录{first}），已计入"));
+    } else {
+        match reply_target(app, &outcome.message, unit.as_deref()).await? {
+            Err(no_reply) => rec.ignored_reason = Some(no_reply),
+            Ok(to) => {
+                let reply = report::reply(&outcome, &app.policy);
+                outgoing.push(reply_row(app, &outcome.message, reply, &to, our_message_id(app, sha256, ""), "reply", raw_id)?);
+            }
+        }
+    }
+    app.store.record(raw_id, &rec, &outgoing).await?;
+    info!(
+        from = outcome.sender.as_deref().unwrap_or("?"),
+        unit = outcome.unit.as_deref().unwrap_or("?"),
+        held = rec.held.as_deref().unwrap_or("no"),
+        verdict = outcome.verdict().as_str(),
+        findings = outcome.findings.len(),
+        studios = outcome.view.studios.len(),
+        changed = outcome.changes.len(),
+        complete = outcome.standing.complete(),
+        replies = outgoing.len(),
+        "processed"
+    );
+    if !outgoing.is_empty() {
+        app.outbox_ready.notify_one();
+    }
+    Ok(rec)
+}
+
+/// The core's first step on the blocking pool (it is CPU-bound and may run a converter),
+/// guarded: a panic or a run over `[limits] process_timeout_secs` is a defect on this input,
+/// recorded as such (a thread that overran cannot be stopped; it finishes on its own).
+async fn read_guarded(app: &App, raw_id: i64, bytes: &[u8], received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<Result<core::Mail, report::Unprocessed>> {
     let limit = Duration::from_secs(app.config.limits.process_timeout_secs.max(1));
     let run = {
         let policy = app.policy.clone();
@@ -179,91 +371,122 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         })
     };
     let failed = |reason: String| report::Unprocessed::Failed { reason };
-    let mail = match tokio::time::timeout(limit, run).await {
-        Ok(Ok(Ok(Ok(mail)))) => mail,
+    Ok(match tokio::time::timeout(limit, run).await {
+        Ok(Ok(Ok(Ok(mail)))) => Ok(mail),
         Ok(Ok(Ok(Err(e)))) => {
             warn!(raw = raw_id, "not an e-mail message: {e}");
-            let why = match e {
+            Err(match e {
                 MimeError::TooLarge { limit } => report::Unprocessed::TooLarge { size: bytes.len() as u64, limit },
                 MimeError::NotAMessage(reason) => report::Unprocessed::NotAMessage { reason },
-            };
-            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+            })
         }
         Ok(Ok(Err(panic))) => {
             let why = failed(format!("the core panicked: {}", panic_message(&panic)));
             warn!(raw = raw_id, "{why}");
-            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+            Err(why)
         }
         Ok(Err(join)) => anyhow::bail!("the processing task of message {raw_id} failed: {join}"),
         Err(_) => {
             let why = failed(format!("no result within [limits] process_timeout_secs = {} s", limit.as_secs()));
             warn!(raw = raw_id, "{why}");
-            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
+            Err(why)
         }
-    };
-    let unit = mail.unit(&app.policy);
-    let on_file = match &unit {
-        Some(u) => app.store.current_dossier(u).await?,
-        None => None,
-    };
-    let others: Vec<core::rules::KnownStudio> = app
+    })
+}
+
+async fn other_units_studios(app: &App, unit: Option<&str>) -> anyhow::Result<Vec<core::rules::KnownStudio>> {
+    Ok(app
         .store
-        .current_studios_of_other_units(unit.as_deref())
+        .current_studios_of_other_units(unit)
         .await?
         .into_iter()
         .map(|(unit, name)| core::rules::KnownStudio { unit, name })
-        .collect();
-    let judged = {
-        let mut ctx = Context::new(app.policy.clone(), &app.converters);
-        ctx.received_at = received_at;
-        ctx.others = &others;
-        let empty = core::dossier::Dossier::default();
-        let dossier = on_file.as_ref().map(|v| &v.dossier).unwrap_or(&empty);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::judge(mail, dossier, &ctx)))
+        .collect())
+}
+
+/// If `mail` answers an open confirmation request sent to `unit`, apply the held mail it was
+/// sent for (its result goes to this sender). Returns the held submission's id.
+async fn confirm_held(app: &App, mail: &core::Mail, unit: &str) -> anyhow::Result<Option<i64>> {
+    let mut ids: Vec<String> = mail.message.in_reply_to.iter().cloned().collect();
+    ids.extend(mail.message.references.iter().cloned());
+    let Some((_, raw_id, asked)) = app.store.open_confirmation(&ids).await? else { return Ok(None) };
+    if asked != unit {
+        warn!(asked, unit, "a confirmation answered by another unit's address: ignored");
+        return Ok(None);
+    }
+    let Some(held) = app.store.held_mail_of_raw(raw_id).await? else { return Ok(None) };
+    let to = mail.sender.clone().unwrap_or_default();
+    let applied = apply_held(app, &held, unit, &to, "confirmed by the unit").await?;
+    app.store.close_confirmations(raw_id).await?;
+    info!(held = held.submission_id, unit, by = %to, applied, "held mail confirmed by the unit");
+    Ok(Some(held.submission_id))
+}
+
+/// Apply a held mail to `unit`'s dossier now (confirmed by the unit, or approved by staff):
+/// read its stored bytes again, judge them against the current dossier, commit, and send the
+/// result to `to` (a registered address). `Ok(false)` when it was no longer held.
+pub async fn apply_held(app: &App, held: &HeldMail, unit: &str, to: &str, how: &str) -> anyhow::Result<bool> {
+    let (bytes, received_at) = app.store.raw_bytes(held.raw_id).await?.ok_or_else(|| anyhow::anyhow!("held mail {} has no stored bytes", held.submission_id))?;
+    let mail = match read_guarded(app, held.raw_id, &bytes, received_at).await? {
+        Ok(m) => m,
+        Err(why) => anyhow::bail!("held mail {} cannot be read again: {why}", held.submission_id),
     };
-    let outcome = match judged {
-        Ok(o) => o,
-        Err(panic) => {
-            let why = failed(format!("the core panicked: {}", panic_message(&panic)));
-            warn!(raw = raw_id, "{why}");
-            return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
-        }
-    };
+    let on_file = app.store.current_dossier(unit).await?;
+    let others = other_units_studios(app, Some(unit)).await?;
+    let mut ctx = Context::new(app.policy.clone(), &app.converters);
+    ctx.received_at = received_at;
+    ctx.others = &others;
+    ctx.identity = Some(core::SenderIdentity { unit: Some(unit.to_owned()), held: None, auth: Some(how.to_owned()) });
+    let empty = core::dossier::Dossier::default();
+    let outcome = core::judge(mail, on_file.as_ref().map(|v| &v.dossier).unwrap_or(&empty), &ctx);
     let mut rec = submission_record(&outcome);
-    if outcome.applied
-        && let Some(unit) = &outcome.unit
-    {
+    rec.auth = Some(how.to_owned());
+    if outcome.applied {
         rec.dossier = Some(DossierUpdate {
-            unit: unit.clone(),
+            unit: unit.to_owned(),
             base: on_file.as_ref().map(|v| v.id),
             dossier: outcome.dossier.clone(),
             changes: outcome.changes.clone(),
         });
     }
+    let sha = hex(&Sha256::digest(&bytes));
     let mut outgoing = Vec::new();
-    match reply_address(app, &outcome.message).await? {
-        Err(no_reply) => rec.ignored_reason = Some(no_reply),
-        Ok(to) => {
-            let reply = report::reply(&outcome, &app.policy);
-            outgoing.push(reply_row(app, &outcome.message, reply, &to, sha256, raw_id)?);
-        }
+    if under_global_ceiling(app).await?.is_ok() && !to.is_empty() {
+        let reply = report::reply(&outcome, &app.policy);
+        outgoing.push(reply_row(app, &outcome.message, reply, to, our_message_id(app, &sha, "applied"), "reply", held.raw_id)?);
     }
-    app.store.record(raw_id, &rec, &outgoing).await?;
-    info!(
-        from = outcome.sender.as_deref().unwrap_or("?"),
-        unit = outcome.unit.as_deref().unwrap_or("?"),
-        verdict = outcome.verdict().as_str(),
-        findings = outcome.findings.len(),
-        studios = outcome.view.studios.len(),
-        changed = outcome.changes.len(),
-        complete = outcome.standing.complete(),
-        reply = if outgoing.is_empty() { rec.ignored_reason.as_deref().unwrap_or("none") } else { "queued" },
-        "processed"
-    );
-    if !outgoing.is_empty() {
+    let applied = app.store.apply_held(held.submission_id, &rec, &outgoing).await?;
+    if applied && !outgoing.is_empty() {
         app.outbox_ready.notify_one();
     }
-    Ok(rec)
+    Ok(applied)
+}
+
+/// `held approve`: register the mail's sender for `unit` (default: the unit its forms name)
+/// and apply every held mail of that sender, in arrival order. Returns the ids applied.
+pub async fn approve_held(app: &App, submission_id: i64, unit: Option<&str>) -> anyhow::Result<(String, Vec<i64>)> {
+    let held = app.store.held_mail(submission_id).await?.ok_or_else(|| anyhow::anyhow!("no held mail with id {submission_id}"))?;
+    if held.state != "held" {
+        anyhow::bail!("mail {submission_id} is not held any more ({})", held.state);
+    }
+    let sender = held.sender.clone().filter(|s| !s.is_empty()).ok_or_else(|| anyhow::anyhow!("mail {submission_id} has no sender address to register"))?;
+    let wanted = unit.map(str::to_owned).or(held.suggested_unit.clone()).ok_or_else(|| {
+        anyhow::anyhow!("mail {submission_id} names no unit; say which with --unit NAME")
+    })?;
+    let unit = app
+        .policy
+        .unit_named(&wanted)
+        .map(|u| u.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("{wanted:?} is not a unit of the configuration ([[units]])"))?;
+    app.store.register_sender(&sender, &unit, "staff").await?;
+    let mut applied = Vec::new();
+    for h in app.store.held_mails().await?.into_iter().filter(|h| h.sender.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&sender))) {
+        if apply_held(app, &h, &unit, &sender, "approved by staff").await? {
+            applied.push(h.submission_id);
+        }
+    }
+    info!(%sender, unit, applied = ?applied, "sender approved by staff");
+    Ok((unit, applied))
 }
 
 /// The headers of a message without its parts; `None` when it is not a message. Also used
@@ -281,10 +504,21 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-fn reply_row(app: &App, original: &core::mime::Message, reply: report::Reply, to: &str, sha256: &str, raw_id: i64) -> anyhow::Result<NewOutgoing> {
+/// The Message-ID of one of our mails about raw message `sha256`: `purpose` "" for the
+/// reply (as before: derived from the mail, so a retry is recognisable), else a name like
+/// "applied" or "confirm:addr" hashed in.
+fn our_message_id(app: &App, sha256: &str, purpose: &str) -> String {
+    let domain = address_of(&app.config.outbox.from).split('@').nth(1).unwrap_or("studio-intake.local").to_owned();
+    if purpose.is_empty() {
+        outbox::reply_message_id(sha256, &domain)
+    } else {
+        outbox::reply_message_id(&hex(&Sha256::digest(format!("{sha256}:{purpose}").as_bytes())), &domain)
+    }
+}
+
+/// A mail of ours about `original` (threaded under it), ready for the outbox.
+fn reply_row(app: &App, original: &core::mime::Message, reply: report::Reply, to: &str, message_id: String, kind: &str, raw_id: i64) -> anyhow::Result<NewOutgoing> {
     let from = app.config.outbox.from.clone();
-    let domain = address_of(&from).split('@').nth(1).unwrap_or("studio-intake.local").to_owned();
-    let message_id = outbox::reply_message_id(sha256, &domain);
     let mut references = original.references.clone();
     if let Some(id) = &original.message_id
         && !references.contains(id)
@@ -304,7 +538,7 @@ fn reply_row(app: &App, original: &core::mime::Message, reply: report::Reply, to
         attachments: vec![],
     };
     Ok(NewOutgoing {
-        kind: "reply".into(),
+        kind: kind.into(),
         message_id,
         envelope_from: address_of(&from),
         recipients: vec![to.to_owned()],
@@ -370,7 +604,7 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
         summary_table: !o.submission.summaries.is_empty(),
         attachments: serde_json::to_value(&o.submission.attachments).unwrap_or_default(),
         download_links: o.download_links.clone(),
-        dossier: None,
+        ..Default::default()
     }
 }
 

@@ -253,7 +253,8 @@ fn unreadable_attachments_each_get_a_finding() {
 
 #[test]
 fn unknown_sender_is_a_warning() {
-    let u = unit(1);
+    let mut u = unit(1);
+    u.sender = "someone@unlisted.example".into();
     let o = process_with(&fixtures::submission(&u, MailClient::Outlook), &Config::builtin(), |_| {});
     assert_only(&o, Code::SubmissionUnknownSender);
     assert_eq!(o.verdict(), Verdict::Accepted);

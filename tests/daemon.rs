@@ -524,7 +524,7 @@ async fn a_units_campaign_over_many_mails_on_the_embedded_default() {
     // The digest: the question and the late mail among the mails to read, with what the late
     // one carried; nothing open for the complete unit.
     let digest = studio_intake::digest::build(&st, &cfg, chrono::Utc::now()).await.unwrap();
-    let section = digest.text.split("九、").nth(1).expect("section 九");
+    let section = digest.text.split("十、").nth(1).expect("section 十");
     assert!(section.contains("（2 封）"), "{section}");
     assert!(section.contains("是否收到") && section.contains("未附申报文件"), "{section}");
     assert!(section.contains("逾期送达，未计入") && section.contains("审批表"), "{section}");

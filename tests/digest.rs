@@ -380,7 +380,9 @@ async fn seed_on(db_url: Option<&str>) -> Seeded {
     stranger.sender = "someone@unlisted.example".into();
     for u in [&a, &b, &c] {
         let unit = config.units.iter_mut().find(|x| x.name == u.unit).unwrap_or_else(|| panic!("{} configured", u.unit));
-        unit.senders.push(u.sender.clone());
+        if !unit.senders.contains(&u.sender) {
+            unit.senders.push(u.sender.clone());
+        }
     }
     // One more configured unit that never writes.
     config.units.push(Unit { name: "市交通运输系统工会".into(), kind: UnitKind::System, senders: vec!["jt@example.cn".into()] });
@@ -417,9 +419,12 @@ async fn digest_numbers_match_a_database_seeded_through_the_pipeline() {
     assert_eq!(d.kind, SlotKind::Daily);
     assert_eq!(f.days_left, 3);
     assert_eq!(f.totals.mails, 4);
-    assert_eq!(f.totals.studios, 6, "{:#?}", f.studios.iter().map(|x| (&x.unit, &x.name, &x.verdict)).collect::<Vec<_>>());
-    assert_eq!(f.totals.accepted, 5);
+    // The stranger's mail is held (its sender is registered for no unit): no studio of it.
+    assert_eq!(f.totals.studios, 5, "{:#?}", f.studios.iter().map(|x| (&x.unit, &x.name, &x.verdict)).collect::<Vec<_>>());
+    assert_eq!(f.totals.accepted, 4);
     assert_eq!(f.totals.rejected, 1);
+    assert_eq!(f.held.len(), 1);
+    assert_eq!(f.held[0].sender.as_deref(), Some(s.stranger.sender.as_str()));
     assert_eq!(f.totals.units_configured, s.config.units.len() as i64);
 
     let ra = unit_row(f, &a.unit);
@@ -461,13 +466,14 @@ async fn digest_numbers_match_a_database_seeded_through_the_pipeline() {
     assert!(!f.over_quota);
 
     // What staff read says the same.
-    assert!(d.subject.contains("收到6个工作室，通过5个"), "{}", d.subject);
+    assert!(d.subject.contains("收到5个工作室，通过4个"), "{}", d.subject);
+    assert!(d.text.contains(&format!("studio-intake held approve {}", f.held[0].submission_id)), "{}", d.text);
     assert!(d.text.contains("距截止（2020年9月25日 23:59）还有 3 天"), "{}", d.text);
     assert!(d.text.contains("收到邮件 4 封"));
     assert!(d.text.contains(&format!("{}：邮件 1，工作室 2，通过 1，", c.unit)));
     assert!(d.text.contains("unit.below_minimum"));
     assert!(d.text.contains(&s.stranger.sender));
-    assert!(d.text.contains("通过审核 5 个 / 拟命名名额 33 个"));
+    assert!(d.text.contains("通过审核 4 个 / 拟命名名额 33 个"));
     assert!(!d.text.contains("campaign.over_quota"));
     // HTML for Outlook/Foxmail/QQ Mail: tables and inline styles, no <style>, no images.
     for bad in ["<style", "<img", "http://", "https://", "class=", "<div"] {
@@ -485,7 +491,7 @@ async fn digest_numbers_match_a_database_seeded_through_the_pipeline() {
     assert!(d1.text.contains("campaign.over_quota") && d1.text.contains("超过拟命名名额 1 个"), "{}", d1.text);
     let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(d1.xlsx.clone())).unwrap();
     let sheet = wb.worksheet_range(xlsx::SHEET_FINDINGS).unwrap();
-    assert!(sheet.rows().any(|r| r[2] == Data::String("通过数量超过命名名额〔campaign.over_quota〕".into()) && r[6] == Data::String("5".into())));
+    assert!(sheet.rows().any(|r| r[2] == Data::String("通过数量超过命名名额〔campaign.over_quota〕".into()) && r[6] == Data::String("4".into())));
     assert!(sheet.rows().any(|r| r[0] == Data::String(b.unit.clone()) && r[2] == Data::String("推荐数量不足2个〔unit.below_minimum〕".into())));
 
     // After the deadline: the final digest.
@@ -503,7 +509,7 @@ async fn digest_numbers_on_postgres() {
     let app = App::build(s.config.clone()).await.unwrap();
     let d = digest::build(&app.store, &app.config, t("2020-09-22T08:00:00+08:00")).await.unwrap();
     let f = &d.facts;
-    assert_eq!((f.totals.mails, f.totals.studios, f.totals.accepted, f.totals.rejected), (4, 6, 5, 1));
+    assert_eq!((f.totals.mails, f.totals.studios, f.totals.accepted, f.totals.rejected), (4, 5, 4, 1));
     let rc = unit_row(f, &s.units[2].unit);
     assert_eq!((rc.mails, rc.studios, rc.accepted, rc.rejected, rc.below_minimum), (1, 2, 1, 1, true));
     assert!(rc.open_errors >= 1);
@@ -516,7 +522,7 @@ async fn digest_numbers_on_postgres() {
     let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(d.xlsx.clone())).unwrap();
     let ws = wb.worksheet_range(xlsx::SHEET_SUMMARY).unwrap();
     let studio_rows = ws.rows().skip(xlsx::FIRST_DATA_ROW as usize).filter(|r| !cell(&r[2]).is_empty()).count();
-    assert_eq!(studio_rows, 6);
+    assert_eq!(studio_rows, 5);
     app.store.close().await;
 }
 
@@ -629,10 +635,10 @@ async fn exported_workbook_read_back_cell_by_cell() {
             studio_rows += 1;
         }
     }
-    // The stranger's studio comes after the configured units (its own unit or the unknown one).
+    // The stranger's mail is held: its studio is in no table until staff approve it.
     let rest: Vec<String> = (r..ws.height() as u32).map(|row| at(row, 2)).filter(|x| !x.is_empty()).collect();
-    assert_eq!(rest, vec![s.stranger.studios[0].name.clone()]);
-    assert_eq!(studio_rows + 1, d.facts.studios.len());
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(studio_rows, d.facts.studios.len());
 
     // Sheet 2: the header and the open team_too_small finding of 五通桥区's second studio.
     let f2 = wb.worksheet_range(xlsx::SHEET_FINDINGS).unwrap();
@@ -689,7 +695,7 @@ async fn digest_arrives_through_the_real_smtp_server_with_the_workbook() {
     assert_eq!(mails.len(), 1);
     let m = studio_intake::core::mime::parse(&mails[0], &studio_intake::core::Limits::default()).unwrap();
     assert_eq!(m.message_id.as_deref(), Some(id.as_str()));
-    assert!(m.subject.contains("汇总") && m.subject.contains("收到6个工作室"), "{}", m.subject);
+    assert!(m.subject.contains("汇总") && m.subject.contains("收到5个工作室"), "{}", m.subject);
     assert!(m.body_text.contains("收到邮件 4 封"), "{}", m.body_text);
     let x = m.attachments.iter().find(|a| a.file_name.ends_with(".xlsx")).expect("xlsx attachment");
     assert!(x.file_name.starts_with("乐山市劳模和工匠人才创新工作室推荐汇总表"), "{}", x.file_name);

@@ -103,5 +103,12 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         ..Default::default()
     };
     samples.push(("06_shizhong_raw_gbk_names_valid.eml", submission_with(&u6, MailClient::Wps, &o6)));
+
+    // (7) Held: a complete, valid submission for 沐川县总工会 from an address nobody registered
+    //     (a staff member's private mailbox, or someone pretending): it changes nothing until
+    //     the unit confirms it or staff approve the address (`studio-intake held`).
+    let mut u7 = UnitSpec::sample(9, 1);
+    u7.sender = "wang.private2020@example.com".into();
+    samples.push(("07_muchuan_unregistered_sender_held.eml", submission_with(&u7, MailClient::QqMail, &SubmissionOptions::default())));
     samples.into_iter().map(|(n, b)| (n.to_owned(), b)).collect()
 }

@@ -144,11 +144,26 @@ pub struct Context<'a> {
     pub received_at: Option<DateTime<FixedOffset>>,
     /// Studios recommended by other units so far.
     pub others: &'a [KnownStudio],
+    /// Who the daemon found the sender to be; `None` in `check` (the policy alone decides
+    /// and the mail is judged as if it were applied).
+    pub identity: Option<SenderIdentity>,
+}
+
+/// The sender as the daemon established it: the unit its address is registered to (in the
+/// configuration or approved by staff), and why the mail is held, if it is. Form text never
+/// decides the unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderIdentity {
+    pub unit: Option<String>,
+    /// `submission.unknown_sender` or `submission.sender_not_authenticated`.
+    pub held: Option<findings::Code>,
+    /// How authentication went, in a few words (for the finding and the record).
+    pub auth: Option<String>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(policy: Policy, converters: &'a Converters) -> Self {
-        Context { policy, converters, received_at: None, others: &[] }
+        Context { policy, converters, received_at: None, others: &[], identity: None }
     }
 }
 
@@ -226,6 +241,8 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
     pub standing: Standing,
     pub download_links: Vec<String>,
+    /// Why the mail is held (nothing applied), if it is.
+    pub held: Option<findings::Code>,
 }
 
 impl Outcome {
@@ -265,7 +282,11 @@ pub fn read(raw: &[u8], ctx: &Context) -> Result<Mail, MimeError> {
 /// change nothing on file.
 pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
     let Mail { message, sender, written_unit: _, received_at, mut submission, download_links } = mail.clone();
-    let unit = mail.unit(&ctx.policy);
+    let unit = match &ctx.identity {
+        Some(id) => id.unit.clone(),
+        None => mail.unit(&ctx.policy),
+    };
+    let held = ctx.identity.as_ref().and_then(|id| id.held);
     submission::group(&mut submission, &on_file.studios_on_file());
     let rule_ctx = RuleContext {
         policy: &ctx.policy,
@@ -278,13 +299,16 @@ pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
             || submission.not_typed.iter().any(|n| n.kind == Kind::SummaryTable),
         form_file_seen: submission.attachments.iter().any(|a| a.named_kind == Some(Kind::ApprovalForm)),
         download_links: &download_links,
+        identity_known: ctx.identity.is_some(),
+        held,
+        auth_note: ctx.identity.as_ref().and_then(|id| id.auth.as_deref()),
     };
     let mut findings = rules::mail_rules(&submission, &rule_ctx);
     let late = mail.is_late(&ctx.policy);
     let has_documents = submission.has_documents();
     let source = MailSource { message_id: message.message_id.clone(), received_at };
     let (merged, merge_changes) = dossier::merge(on_file, &submission, &source);
-    let applied = has_documents && !late;
+    let applied = has_documents && !late && held.is_none();
     let view = dossier::view(&merged, Some(&submission));
     let judged = rules::check(&view, &rule_ctx);
     let standing;
@@ -299,7 +323,7 @@ pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
         // Nothing changes on file. A late mail is still judged on what it would have made
         // (the reply and `check` say what was wrong with it besides being late); a mail
         // without documents has nothing to judge.
-        if late && has_documents {
+        if (late || held.is_some()) && has_documents {
             findings.extend(judged);
         }
         let unchanged = dossier::view(on_file, None);
@@ -307,7 +331,7 @@ pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
         standing = dossier::standing(on_file, &unchanged, &on_file_findings);
         (on_file.clone(), Vec::new(), unchanged)
     };
-    Outcome { message, sender, unit, received_at, submission, dossier, view, changes, applied, findings, standing, download_links }
+    Outcome { message, sender, unit, received_at, submission, dossier, view, changes, applied, findings, standing, download_links, held }
 }
 
 /// The whole pure pipeline for one message with nothing on file (what `check` does).

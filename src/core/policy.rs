@@ -22,6 +22,9 @@ pub struct Policy {
     pub units: Vec<Unit>,
     /// `如有疑问请联系：…。` or empty.
     pub contact_line: String,
+    pub sender_auth: SenderAuth,
+    /// Authentication-Results headers honoured, by authserv-id.
+    pub trusted_authserv_ids: Vec<String>,
     /// The name replies are signed with.
     pub signature: String,
 }
@@ -34,6 +37,18 @@ impl Policy {
     pub fn unit_named(&self, name: &str) -> Option<&Unit> {
         unit_named(&self.units, name)
     }
+}
+
+/// What makes a mail speak for the unit its From address is registered to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderAuth {
+    /// A registered From address suffices.
+    #[default]
+    Registered,
+    /// The From must also pass: DKIM aligned with its domain (verified by the daemon), or
+    /// DMARC/DKIM pass in an `Authentication-Results` header of a trusted server.
+    Authenticated,
 }
 
 /// The unit `address` is registered to (compared case-insensitively).

@@ -112,8 +112,21 @@ fn detail(f: &Finding) -> String {
     if f.found.is_empty() && f.expected.is_empty() {
         return String::new();
     }
-    format!("（实际：{}；要求：{}）", f.found, f.expected)
+    format!("（实际：{}；要求：{}）", capped(&f.found), capped(&f.expected))
 }
+
+/// A value from a form as a reply echoes it: at most [`ECHOED_VALUE_CHARS`] characters.
+fn capped(s: &str) -> String {
+    if s.chars().count() <= ECHOED_VALUE_CHARS {
+        return s.to_owned();
+    }
+    let mut cut: String = s.chars().take(ECHOED_VALUE_CHARS).collect();
+    cut.push('…');
+    cut
+}
+
+/// Longest found/expected value a reply repeats (a form's free-text cell can be 600 characters).
+pub const ECHOED_VALUE_CHARS: usize = 120;
 
 /// A date for the reply: `9月20日`.
 fn day(t: Option<DateTime<FixedOffset>>, tz: chrono_tz::Tz) -> String {
@@ -265,7 +278,87 @@ pub fn reply(o: &Outcome, policy: &Policy) -> Reply {
     t.push_str(&format!("\n{}\n", policy.signature));
 
     let html = html_reply(o, policy, headline, &errors, &warnings, &when, original, &brought, &standing, &greeting);
-    Reply { subject, text: t, html }
+    Reply { subject: strip_invisible(&subject), text: strip_invisible(&t), html: strip_invisible(&html) }
+}
+
+/// Characters that change how text is shown without being seen (bidi overrides and
+/// isolates, zero-width characters) and control characters other than line breaks: never in
+/// anything we send, whatever a mail or its forms contained.
+pub fn strip_invisible(s: &str) -> String {
+    s.chars()
+        .filter(|&c| {
+            !(matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
+                || (c.is_control() && c != '\n' && c != '\t'))
+        })
+        .collect()
+}
+
+/// The short fixed acknowledgement a held mail's sender gets. It repeats nothing of the mail
+/// (no subject, names, values or file names): a forged From must not turn the mailbox into a
+/// relay of someone else's text.
+pub fn held_ack(policy: &Policy) -> Reply {
+    let body = "您的邮件已收到。发件地址尚未登记为推荐单位的报送邮箱（或未通过发件人身份验证），邮件已暂存，待推荐单位确认或工作人员核实后处理。\n\n如您代表推荐单位报送，请使用本单位登记的邮箱发送，或联系工作人员登记您的邮箱。";
+    let text = format!("您好：\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", policy.contact_line, policy.signature);
+    let html = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px\"><p>您好：</p><p>{}</p><p style=\"color:#666\">本邮件由系统自动发送。{}</p><p>{}</p></body></html>",
+        escape(body).replace('\n', "<br>"),
+        escape(&policy.contact_line),
+        escape(&policy.signature)
+    );
+    Reply { subject: "【已收到】邮件已暂存，待核实发件人".into(), text, html }
+}
+
+/// What a confirmation request says about the held mail.
+#[derive(Debug, Clone)]
+pub struct HeldSummary {
+    pub sender: String,
+    pub received_at: Option<DateTime<FixedOffset>>,
+    /// `submission.unknown_sender` or `submission.sender_not_authenticated`.
+    pub reason: super::findings::Code,
+    /// (file, kind, studio) of what it carries.
+    pub files: Vec<(String, Kind, Option<String>)>,
+}
+
+/// Files listed in a confirmation request at most.
+const CONFIRM_FILES_SHOWN: usize = 20;
+
+/// The request to a unit's registered addresses: a mail that may speak for the unit arrived
+/// from an address that cannot (yet); a reply from a registered address applies it.
+pub fn confirmation_request(unit: &str, held: &HeldSummary, policy: &Policy) -> Reply {
+    let when = held.received_at.map(|t| t.with_timezone(&policy.timezone).format("%Y年%m月%d日 %H:%M").to_string()).unwrap_or_else(|| "近日".into());
+    let sender = shown_value(&held.sender);
+    let why = match held.reason {
+        super::findings::Code::SubmissionSenderNotAuthenticated => format!("该邮件的发件地址 {sender} 是贵单位登记的邮箱，但未通过发件人身份验证（可能是他人冒用）。"),
+        _ => format!("该邮件的发件地址 {sender} 未登记为贵单位的报送邮箱，邮件中的表格写明推荐单位为{}。", shown_value(unit)),
+    };
+    let mut files: Vec<String> = held
+        .files
+        .iter()
+        .take(CONFIRM_FILES_SHOWN)
+        .map(|(f, k, s)| match s {
+            Some(s) => format!("{}：{}（{}）", k.chinese(), shown_value(f), shown_value(s)),
+            None => format!("{}：{}", k.chinese(), shown_value(f)),
+        })
+        .collect();
+    if held.files.len() > CONFIRM_FILES_SHOWN {
+        files.push(format!("……共 {} 个文件", held.files.len()));
+    }
+    if files.is_empty() {
+        files.push("（无申报文件）".into());
+    }
+    let body = format!(
+        "{}：\n\n本系统于{when}收到一封可能代表贵单位报送的邮件。{why}\n\n邮件所附文件：\n{}\n\n在确认之前，该邮件不会改变贵单位已报送的材料。\n  · 如确认该邮件代表贵单位报送，请用贵单位登记的邮箱直接回复本邮件（无需附件），系统即将其计入贵单位的申报，并把审核结果发到回复的邮箱；\n  · 如不是贵单位报送，请忽略本邮件，该邮件不会计入。",
+        shown_value(unit),
+        files.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n")
+    );
+    let text = format!("{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", policy.contact_line, policy.signature);
+    let html = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px\"><p>{}</p><p style=\"color:#666\">本邮件由系统自动发送。{}</p><p>{}</p></body></html>",
+        escape(&body).replace('\n', "<br>"),
+        escape(&policy.contact_line),
+        escape(&policy.signature)
+    );
+    Reply { subject: "【请确认】有一封邮件待贵单位确认是否计入".into(), text: strip_invisible(&text), html: strip_invisible(&html) }
 }
 
 /// A value from a mail or its forms as the reply shows it: no control or invisible
@@ -319,14 +412,15 @@ impl std::fmt::Display for Unprocessed {
 }
 
 /// The reply to a mail that could not be processed: what happened and what to do.
-pub fn unprocessed_reply(subject: &str, why: &Unprocessed, policy: &Policy) -> Reply {
-    let original = &shown_subject(subject);
+pub fn unprocessed_reply(subject: Option<&str>, why: &Unprocessed, policy: &Policy) -> Reply {
+    // Without the subject (an unregistered sender), the reply repeats nothing of the mail.
+    let original = &subject.map(shown_subject).map(|s| format!("《{s}》")).unwrap_or_default();
     let mb = |b: u64| format!("{:.1}MB", b as f64 / 1024.0 / 1024.0);
     let (title, body) = match why {
         Unprocessed::TooLarge { size, limit } => (
             "未能接收：邮件过大",
             format!(
-                "您发送的邮件《{original}》大小为{}，超过系统可接收的上限{}，未能处理。\n\n请压缩照片（场景照1幅即可，无需原始大图）、删除无关附件后重新发送；材料较多时可分两封邮件发送，每封注明推荐单位。",
+                "您发送的邮件{original}大小为{}，超过系统可接收的上限{}，未能处理。\n\n请压缩照片（场景照1幅即可，无需原始大图）、删除无关附件后重新发送；材料较多时可分两封邮件发送，每封注明推荐单位。",
                 mb(*size),
                 mb(*limit)
             ),
@@ -335,11 +429,11 @@ pub fn unprocessed_reply(subject: &str, why: &Unprocessed, policy: &Policy) -> R
         // digest lists it), so a resend would only add a copy.
         Unprocessed::Failed { .. } => (
             "已收到，待人工核对",
-            format!("您发送的邮件《{original}》已收到，但系统未能自动核对其附件。工作人员将人工核对并与您联系，请勿重复发送。"),
+            format!("您发送的邮件{original}已收到，但系统未能自动核对其附件。工作人员将人工核对并与您联系，请勿重复发送。"),
         ),
         Unprocessed::NotAMessage { .. } => (
             "未能读取邮件",
-            format!("您发送的邮件《{original}》无法按电子邮件格式读取。请用常用邮箱重新发送，附件直接添加为附件。"),
+            format!("您发送的邮件{original}无法按电子邮件格式读取。请用常用邮箱重新发送，附件直接添加为附件。"),
         ),
     };
     let text = format!("您好：\n\n  ■ {title}\n\n{body}\n\n本邮件由系统自动发送。{}\n\n{}\n", policy.contact_line, policy.signature);
@@ -349,7 +443,11 @@ pub fn unprocessed_reply(subject: &str, why: &Unprocessed, policy: &Policy) -> R
         escape(&policy.contact_line),
         escape(&policy.signature)
     );
-    Reply { subject: format!("【{title}】回复：{original}"), text, html }
+    let subject = match subject {
+        Some(s) => format!("【{title}】回复：{}", shown_subject(s)),
+        None => format!("【{title}】"),
+    };
+    Reply { subject: strip_invisible(&subject), text: strip_invisible(&text), html: strip_invisible(&html) }
 }
 
 pub fn escape(s: &str) -> String {
@@ -441,8 +539,8 @@ fn html_reply(
                 escape(f.studio.as_deref().unwrap_or("—")),
                 escape(&f.message),
                 escape(&place(f)),
-                escape(&f.found),
-                escape(&f.expected)
+                escape(&capped(&f.found)),
+                escape(&capped(&f.expected))
             ));
         }
         h.push_str("</table>");

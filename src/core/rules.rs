@@ -33,6 +33,13 @@ pub struct RuleContext<'a> {
     pub form_file_seen: bool,
     /// Download links in the mail body instead of attachments.
     pub download_links: &'a [String],
+    /// The daemon decided who the sender is (registered addresses in the store,
+    /// authentication); `check` decides from the policy alone.
+    pub identity_known: bool,
+    /// Why the mail is held, if it is.
+    pub held: Option<Code>,
+    /// What the authentication found, for the finding.
+    pub auth_note: Option<&'a str>,
 }
 
 pub const NAME_SUFFIX: &str = "劳模和工匠人才创新工作室";
@@ -57,16 +64,28 @@ pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
                 )),
         );
     }
-    if let Some(sender) = ctx.sender
-        && policy.unit_of_sender(sender).is_none()
-    {
-        out.push(
+    let held = match ctx.held {
+        Some(code) => Some(code),
+        // `check`: the policy alone decides.
+        None if !ctx.identity_known && ctx.sender.is_some_and(|s| policy.unit_of_sender(s).is_none()) => Some(Code::SubmissionUnknownSender),
+        None => None,
+    };
+    match (held, ctx.sender) {
+        (Some(Code::SubmissionUnknownSender), Some(sender)) => out.push(
             Finding::new(Code::SubmissionUnknownSender)
                 .at("发件人")
                 .found(sender.to_owned())
-                .expected("配置中登记的推荐单位邮箱")
-                .says("发件地址未登记为任何推荐单位的邮箱，请工作人员核对。"),
-        );
+                .expected("推荐单位登记的发件邮箱")
+                .says("发件地址未登记为任何推荐单位的邮箱：邮件已暂存，经推荐单位确认或工作人员核实后才计入。"),
+        ),
+        (Some(Code::SubmissionSenderNotAuthenticated), Some(sender)) => out.push(
+            Finding::new(Code::SubmissionSenderNotAuthenticated)
+                .at("发件人身份验证")
+                .found(format!("{sender}：{}", ctx.auth_note.unwrap_or("未通过验证")))
+                .expected("DKIM 签名与发件域名一致，或可信收信服务器的验证结果为通过")
+                .says("发件人身份未通过验证：邮件已暂存，经推荐单位确认或工作人员核实后才计入。"),
+        ),
+        _ => {}
     }
     if ctx.parts_truncated {
         let limit = ctx.policy.limits.max_parts;

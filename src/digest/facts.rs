@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
 use crate::config::{Config, UnitKind};
 use crate::core::findings::Code;
-use crate::store::{FindingRecord, MailToRead, Store, StudioRow, UnprocessedMail};
+use crate::store::{FindingRecord, HeldMail, MailToRead, Store, StudioRow, UnprocessedMail};
 
 use super::schedule::days_left;
 
@@ -50,6 +50,8 @@ pub struct Facts {
     /// Mails that changed nothing on file and that staff should read: questions and cover
     /// letters, download links instead of attachments, late mails with what they carried.
     pub to_read: Vec<MailToRead>,
+    /// Held mails waiting for a decision (unregistered or unauthenticated senders).
+    pub held: Vec<HeldMail>,
     /// Addresses that sent a submission but are listed for no unit (lower-cased, sorted),
     /// with the unit the mail was tied to anyway (from its forms), if any.
     pub unknown_senders: Vec<(String, Option<String>)>,
@@ -198,6 +200,7 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         dead_letters,
         unprocessed: store.unprocessed_mails().await?,
         to_read: store.mails_to_read().await?,
+        held: store.held_mails().await?,
         unknown_senders: unknown_senders(store, config).await?,
         outbox_depth: store.outbox_depth().await?,
         latest_received,

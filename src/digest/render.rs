@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 
 use crate::config::Config;
 use crate::core::findings::Code;
-use crate::store::MailToRead;
+use crate::store::{HeldMail, MailToRead};
 
 use super::facts::{Facts, UNKNOWN_UNIT};
 use super::schedule::SlotKind;
@@ -116,6 +116,26 @@ pub fn code_words(code: &str) -> String {
         Some(c) => format!("{}〔{code}〕", c.title()),
         None => code.to_owned(),
     }
+}
+
+/// A held mail for staff: when, who, the unit its forms name, why, what it carries, and the
+/// exact commands that decide it.
+fn held_cells(h: &HeldMail, tz: Tz) -> [String; 5] {
+    let reason = Code::parse(&h.reason).map(|c| code_words(c.as_str())).unwrap_or_else(|| h.reason.clone());
+    let files: Vec<String> = h.attachments.iter().filter(|(_, k)| k != "other").map(|(f, _)| f.clone()).collect();
+    let unit = h.suggested_unit.clone();
+    let approve = format!(
+        "studio-intake held approve {}{}",
+        h.submission_id,
+        unit.as_deref().map(|u| format!(" --unit {u}")).unwrap_or_else(|| " --unit 单位名称".into())
+    );
+    [
+        h.received_at.map(|t| t.with_timezone(&tz).format("%m-%d %H:%M").to_string()).unwrap_or_else(|| "—".into()),
+        h.sender.clone().unwrap_or_else(|| "（无发件人）".into()),
+        format!("{}；{}", unit.unwrap_or_else(|| "表格未写明单位".into()), reason),
+        if files.is_empty() { "无申报文件".into() } else { files.join("、") },
+        format!("确认计入：{approve}；不予计入：studio-intake held discard {}", h.submission_id),
+    ]
 }
 
 /// Why a mail is among those to read, and what it carried.
@@ -278,7 +298,16 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
         let _ = writeln!(o, "  无");
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "九、需阅读的邮件：询问与来函、下载链接、逾期邮件（{} 封）", f.to_read.len());
+    let _ = writeln!(o, "九、暂存待确认的邮件（发件地址未登记或未通过验证，{} 封）", f.held.len());
+    for h in &f.held {
+        let [time, sender, unit, files, commands] = held_cells(h, tz);
+        let _ = writeln!(o, "  {time} {sender}（{unit}）：{files}\n      {commands}");
+    }
+    if f.held.is_empty() {
+        let _ = writeln!(o, "  无");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "十、需阅读的邮件：询问与来函、下载链接、逾期邮件（{} 封）", f.to_read.len());
     for m in &f.to_read {
         let [time, sender, unit, subject, what] = to_read_cells(m, tz);
         let _ = writeln!(o, "  {time} {sender}（{unit}）《{subject}》：{what}");
@@ -562,7 +591,11 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     let unprocessed = f.unprocessed.iter().map(|m| unprocessed_cells(m, tz).map(|c| esc(&c)).to_vec());
     table_or_none(&mut o, &["收到时间", "发件人", "主题", "原因"], unprocessed, true);
 
-    heading(&mut o, &format!("九、需阅读的邮件：询问与来函、下载链接、逾期邮件（{} 封）", f.to_read.len()));
+    heading(&mut o, &format!("九、暂存待确认的邮件（发件地址未登记或未通过验证，{} 封）", f.held.len()));
+    let held = f.held.iter().map(|h| held_cells(h, tz).map(|c| esc(&c)).to_vec());
+    table_or_none(&mut o, &["收到时间", "发件人", "表格所署单位；原因", "所附文件", "处理命令"], held, true);
+
+    heading(&mut o, &format!("十、需阅读的邮件：询问与来函、下载链接、逾期邮件（{} 封）", f.to_read.len()));
     let to_read = f.to_read.iter().map(|m| to_read_cells(m, tz).map(|c| esc(&c)).to_vec());
     table_or_none(&mut o, &["收到时间", "发件人", "单位", "主题", "内容"], to_read, false);
 

@@ -26,6 +26,7 @@ mod outbox;
 mod raw;
 mod read;
 mod record;
+mod senders;
 mod state;
 
 use std::str::FromStr;
@@ -120,6 +121,25 @@ pub struct FailedRaw {
     pub stored_at: DateTime<Utc>,
 }
 
+/// A held mail: from an unregistered or unauthenticated sender, kept but applied to no
+/// dossier until confirmed by the unit or approved by staff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldMail {
+    pub submission_id: i64,
+    pub raw_id: i64,
+    pub received_at: Option<DateTime<FixedOffset>>,
+    pub sender: Option<String>,
+    pub subject: String,
+    /// The unit its forms name (a suggestion; never what applies it).
+    pub suggested_unit: Option<String>,
+    /// The finding code why it is held.
+    pub reason: String,
+    /// held | applied | discarded
+    pub state: String,
+    /// (file, kind) of what it carried.
+    pub attachments: Vec<(String, String)>,
+}
+
 /// A mail staff should read: it changed nothing on file because it carried no documents (a
 /// question, a thank-you, a cover letter alone), only download links, or came late.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +189,15 @@ pub struct SubmissionRecord {
     /// The mail was merged into its unit's dossier: the new version. Then `studios` are the
     /// dossier's studios and replace every current studio of the unit.
     pub dossier: Option<DossierUpdate>,
+    /// Held (no dossier changes until confirmed): the finding code why
+    /// (`submission.unknown_sender`, `submission.sender_not_authenticated`).
+    pub held: Option<String>,
+    /// The unit the mail's forms name: a suggestion for staff, never what applies it.
+    pub suggested_unit: Option<String>,
+    /// How the sender was authenticated (for the record).
+    pub auth: Option<String>,
+    /// Confirmation requests sent for this held mail: (Message-ID, unit asked).
+    pub confirmations: Vec<(String, String)>,
 }
 
 /// A new version of a unit's dossier, made by merging one mail into `base`.

@@ -53,8 +53,9 @@ impl Store {
         let (received_at, received_offset) = split_fixed(rec.received_at);
         let submission_id: i64 = sqlx::query_scalar(
             "INSERT INTO submissions (raw_id, message_id, sender, unit, subject, received_at, received_offset,
-                 verdict, ignored_reason, summary_table, recorded_at, applied, attachments, download_links)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 verdict, ignored_reason, summary_table, recorded_at, applied, attachments, download_links,
+                 held, held_state, suggested_unit, auth)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
              RETURNING id",
         )
         .bind(raw_id)
@@ -71,13 +72,108 @@ impl Store {
         .bind(i16::from(rec.dossier.is_some()))
         .bind(if rec.attachments.is_null() { "[]".to_owned() } else { rec.attachments.to_string() })
         .bind(serde_json::to_string(&rec.download_links)?)
+        .bind(&rec.held)
+        .bind(rec.held.as_ref().map(|_| "held"))
+        .bind(&rec.suggested_unit)
+        .bind(&rec.auth)
         .fetch_one(&mut *tx)
         .await
         .context("inserting the submission")?;
-
-        if let Some(update) = &rec.dossier {
-            put_dossier_version(&mut tx, update, submission_id, &now).await?;
+        for (message_id, unit) in &rec.confirmations {
+            sqlx::query("INSERT INTO confirmations (message_id, raw_id, unit, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (message_id) DO NOTHING")
+                .bind(message_id)
+                .bind(raw_id)
+                .bind(unit)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
         }
+        let superseded = write_outcome(&mut tx, submission_id, rec, &now).await?;
+        for m in outgoing {
+            super::outbox::enqueue_in(&mut tx, m, Utc::now()).await?;
+        }
+
+        sqlx::query(
+            "UPDATE raw_messages SET status = 'processed', processed_at = $2, claimed_by = NULL,
+                 lease_until = NULL, next_attempt_at = NULL
+             WHERE id = $1",
+        )
+        .bind(raw_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("committing the submission")?;
+        Ok(RecordResult { submission_id, superseded })
+    }
+
+    /// Apply a held mail (recorded earlier by [`Store::record`] with `held` set): its
+    /// submission takes the outcome `rec` (judged now, against the unit's current dossier),
+    /// its earlier findings are replaced, and `outgoing` is queued — one transaction. A mail
+    /// that is no longer held (applied or discarded meanwhile) is left alone: `Ok(false)`.
+    pub async fn apply_held(&self, submission_id: i64, rec: &SubmissionRecord, outgoing: &[NewOutgoing]) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("LOCK TABLE studios IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let state: Option<Option<String>> = sqlx::query_scalar("SELECT held_state FROM submissions WHERE id = $1")
+            .bind(submission_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match state {
+            None => bail!("no submission {submission_id}"),
+            Some(Some(s)) if s == "held" => {}
+            Some(_) => {
+                tx.commit().await?;
+                return Ok(false);
+            }
+        }
+        let now = ts(Utc::now());
+        sqlx::query(
+            "UPDATE submissions SET unit = $2, verdict = $3, ignored_reason = $4, summary_table = $5, applied = $6,
+                 attachments = $7, download_links = $8, held_state = 'applied', auth = COALESCE($9, auth)
+             WHERE id = $1",
+        )
+        .bind(submission_id)
+        .bind(&rec.unit)
+        .bind(&rec.verdict)
+        .bind(&rec.ignored_reason)
+        .bind(i16::from(rec.summary_table))
+        .bind(i16::from(rec.dossier.is_some()))
+        .bind(if rec.attachments.is_null() { "[]".to_owned() } else { rec.attachments.to_string() })
+        .bind(serde_json::to_string(&rec.download_links)?)
+        .bind(&rec.auth)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM findings WHERE submission_id = $1").bind(submission_id).execute(&mut *tx).await?;
+        write_outcome(&mut tx, submission_id, rec, &now).await?;
+        for m in outgoing {
+            super::outbox::enqueue_in(&mut tx, m, Utc::now()).await?;
+        }
+        tx.commit().await.context("committing the applied held mail")?;
+        Ok(true)
+    }
+
+    /// Mark a held mail discarded: kept on record, never applied. `Ok(false)` when it is not
+    /// (or no longer) held.
+    pub async fn discard_held(&self, submission_id: i64) -> anyhow::Result<bool> {
+        let n = sqlx::query("UPDATE submissions SET held_state = 'discarded' WHERE id = $1 AND held_state = 'held'")
+            .bind(submission_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+/// The part of a recorded outcome that changes the unit's state: the new dossier version,
+/// the studio rows, the findings. Returns the names of studios an earlier mail's version of
+/// which was replaced.
+async fn write_outcome(tx: &mut Transaction<'static, Any>, submission_id: i64, rec: &SubmissionRecord, now: &str) -> anyhow::Result<Vec<String>> {
+    let now = now.to_owned();
+    if let Some(update) = &rec.dossier {
+        put_dossier_version(tx, update, submission_id, &now).await?;
+    }
+    {
 
         let mut superseded = Vec::new();
         let mut studio_ids: HashMap<&str, i64> = HashMap::new();
@@ -91,7 +187,7 @@ impl Store {
                      RETURNING id, key, name, submission_id",
                 )
                 .bind(&update.unit)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut **tx)
                 .await?
             }
             None => Vec::new(),
@@ -115,7 +211,7 @@ impl Store {
                     )
                     .bind(owner)
                     .bind(&studio.key)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut **tx)
                     .await?
                 }
                 None => Vec::new(),
@@ -136,7 +232,7 @@ impl Store {
             .bind(studio.rank)
             .bind(studio.data.to_string())
             .bind(&now)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .context("inserting a studio version")?;
             for row in old {
@@ -145,7 +241,7 @@ impl Store {
                 sqlx::query("UPDATE studios SET superseded_by = $2 WHERE id = $1")
                     .bind(old_id)
                     .bind(new_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 // The same studio twice in one mail is not a replacement of an earlier mail.
                 if old_submission != submission_id {
@@ -176,28 +272,16 @@ impl Store {
             .bind(&f.expected)
             .bind(&f.message)
             .bind(i16::from(f.on_file))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .context("inserting a finding")?;
         }
 
-        for m in outgoing {
-            super::outbox::enqueue_in(&mut tx, m, Utc::now()).await?;
-        }
-
-        sqlx::query(
-            "UPDATE raw_messages SET status = 'processed', processed_at = $2, claimed_by = NULL,
-                 lease_until = NULL, next_attempt_at = NULL
-             WHERE id = $1",
-        )
-        .bind(raw_id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await.context("committing the submission")?;
-        Ok(RecordResult { submission_id, superseded })
+        Ok(superseded)
     }
+}
 
+impl Store {
     /// The unit's current dossier version, if it has one.
     pub async fn current_dossier(&self, unit: &str) -> anyhow::Result<Option<DossierVersion>> {
         let row = sqlx::query("SELECT id, unit, submission_id, data, changes FROM dossier_versions WHERE unit = $1 AND is_current = 1")
