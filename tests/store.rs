@@ -132,6 +132,7 @@ on_both!(
     bookkeeping,
     counts_and_reads,
     dossier_versions,
+    senders_held_and_confirmations,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -749,5 +750,51 @@ async fn dossier_versions(db: &TestDb) -> anyhow::Result<()> {
     ensure!(s.dossier_history(&u.unit).await?.len() == 2);
     ensure!(s.counts().await?.submissions == 2);
     ensure!(Dossier::default().is_empty());
+    Ok(())
+}
+
+/// Registered addresses, held mails and confirmation requests: what `held` and the intake
+/// rely on, on both backends.
+async fn senders_held_and_confirmations(db: &TestDb) -> anyhow::Result<()> {
+    let s = &db.store;
+    ensure!(s.registered_unit("a@x.cn").await?.is_none());
+    s.register_sender("A@X.cn", "犍为县总工会", "staff").await?;
+    ensure!(s.registered_unit("a@x.cn").await?.as_deref() == Some("犍为县总工会"));
+    s.register_sender("a@x.cn", "井研县总工会", "confirmation").await?;
+    ensure!(s.registered_senders().await? == vec![("a@x.cn".to_string(), "井研县总工会".to_string())]);
+
+    // A held mail with two confirmation requests.
+    let mut held = submission(None, "accepted", vec![]);
+    held.sender = Some("stranger@evil.example".into());
+    held.held = Some("submission.unknown_sender".into());
+    held.suggested_unit = Some("犍为县总工会".into());
+    held.attachments = json!([{"file": "附件1.docx", "kind": "approval_form", "studio": null}]);
+    held.confirmations = vec![("<c1@intake>".into(), "犍为县总工会".into()), ("<c2@intake>".into(), "犍为县总工会".into())];
+    let raw_id = s.put_raw(&raw("INBOX", None, Some(7), "held")).await?.id();
+    let r = s.record(raw_id, &held, &[outgoing("<ack@intake>", "stranger@evil.example")]).await?;
+    let list = s.held_mails().await?;
+    ensure!(list.len() == 1 && list[0].submission_id == r.submission_id && list[0].state == "held");
+    ensure!(list[0].attachments == vec![("附件1.docx".to_string(), "approval_form".to_string())]);
+    ensure!(s.held_mail_of_raw(raw_id).await?.is_some());
+    ensure!(s.open_confirmation(&["<other@x>".into()]).await?.is_none());
+    let c = s.open_confirmation(&["<other@x>".into(), "<c2@intake>".into()]).await?.context("open confirmation")?;
+    ensure!(c == ("<c2@intake>".to_string(), raw_id, "犍为县总工会".to_string()));
+    s.close_confirmations(raw_id).await?;
+    ensure!(s.open_confirmation(&["<c1@intake>".into()]).await?.is_none(), "both requests closed");
+    ensure!(s.replies_since(Utc::now() - TimeDelta::hours(1)).await? == 1);
+
+    // Applied once, then no more; a discarded one is never applied.
+    let mut applied = submission(Some("犍为县总工会"), "accepted", vec![studio("甲", "accepted", 1)]);
+    applied.findings = vec![finding("form.team_too_small", "warning", Some("甲"))];
+    ensure!(s.apply_held(r.submission_id, &applied, &[]).await?);
+    ensure!(!s.apply_held(r.submission_id, &applied, &[]).await?, "applied twice");
+    ensure!(s.held_mails().await?.is_empty());
+    ensure!(s.held_mail(r.submission_id).await?.context("still on record")?.state == "applied");
+    ensure!(s.current_studios().await?.len() == 1);
+    let raw2 = s.put_raw(&raw("INBOX", None, Some(8), "held 2")).await?.id();
+    let r2 = s.record(raw2, &SubmissionRecord { confirmations: vec![], ..held.clone() }, &[]).await?;
+    ensure!(s.discard_held(r2.submission_id).await?);
+    ensure!(!s.discard_held(r2.submission_id).await?);
+    ensure!(!s.apply_held(r2.submission_id, &applied, &[]).await?, "a discarded mail was applied");
     Ok(())
 }
