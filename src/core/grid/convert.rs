@@ -130,8 +130,14 @@ struct Jail {
     required: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
-    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    rlimits: Vec<(Resource, u64)>,
 }
+
+/// The resource argument of `setrlimit` (glibc declares its own type for it).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(all(target_os = "linux", not(target_env = "gnu")))]
+type Resource = libc::c_int;
 
 #[cfg(target_os = "linux")]
 impl Jail {
