@@ -55,16 +55,25 @@ pub fn init(default: &str) {
 
 static SECRETS: RwLock<Vec<Vec<u8>>> = RwLock::new(Vec::new());
 
-/// Remembers `secret` so that no log line shows it: the value itself and the base64 runs
-/// that only depend on its bytes whatever comes before or after it (an `AUTH PLAIN` blob
-/// `base64(\0user\0password)` contains one of them, whatever the user name). Values too short
-/// to be told from ordinary text (under 6 bytes) are only scrubbed in clear.
+/// Remembers `secret` so that no log line shows it: the value itself, its `{:?}` form (a
+/// quoted command logged with `Debug` escapes `"` and `\`), and the base64 runs that only
+/// depend on its bytes whatever comes before or after it (an `AUTH PLAIN` blob
+/// `base64(\0user\0password)` contains one of them, whatever the user name). Values under 4
+/// bytes are not registered (scrubbing them would garble every line; the caps still hold),
+/// values under 6 bytes only in clear.
 pub fn register_secret(secret: &str) {
     let bytes = secret.as_bytes();
-    if bytes.is_empty() {
+    if bytes.len() < 4 {
         return;
     }
     let mut forms = vec![bytes.to_vec()];
+    // As an IMAP quoted string (`\` and `"` escaped), and either printed with `{:?}`.
+    let quoted = secret.replace('\\', "\\\\").replace('"', "\\\"");
+    for form in [secret.escape_debug().to_string(), quoted.escape_debug().to_string(), quoted] {
+        if form != secret {
+            forms.push(form.into_bytes());
+        }
+    }
     if bytes.len() >= 6 {
         let b64 = base64::engine::general_purpose::STANDARD;
         // The secret starting at each of the three positions of a base64 group: skip the
@@ -204,5 +213,11 @@ mod tests {
             }
         }
         assert_eq!(&*scrub(b"nothing to see"), b"nothing to see");
+        // Escaped as Debug prints it, and too short to scrub without garbling every line.
+        register_secret("pa\"ss\\wörd-2");
+        let line = format!("{:?}", "LOGIN \"u\" \"pa\\\"ss\\\\wörd-2\"");
+        assert!(!String::from_utf8_lossy(&scrub(line.as_bytes())).contains("wörd"), "{line}");
+        register_secret("abc");
+        assert_eq!(&*scrub(b"abcdef"), b"abcdef");
     }
 }

@@ -9,8 +9,9 @@
 //! - A converter script run by the real `studio-intake check`, started with `INTAKE_*`
 //!   passwords in its environment: it sees only PATH, HOME, TMPDIR and LANG, another network
 //!   namespace, and the configured memory and process limits.
-//! - `require_isolation` without isolation: the file is answered as unreadable, the
-//!   converter never runs.
+//! - `require_isolation` without isolation (turned off, or a kernel that gives none: the
+//!   binary run where user and network namespaces are limited to zero): the file is answered
+//!   as unreadable, the converter never runs, and the start-up warning says why, once.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -210,12 +211,18 @@ fn recording_converter(dir: &Path) -> (PathBuf, PathBuf) {
 /// `studio-intake check --format json` over a folder holding `approval.doc`, with `config`
 /// and an `INTAKE_*` password in the environment. Returns the JSON text.
 fn check_doc(dir: &Path, config: &str) -> String {
+    check_doc_in(dir, config, Command::new(env!("CARGO_BIN_EXE_studio-intake"))).0
+}
+
+/// [`check_doc`] with the command given (the binary, or a wrapper that runs it); also returns
+/// its stderr.
+fn check_doc_in(dir: &Path, config: &str, mut cmd: Command) -> (String, String) {
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config).unwrap();
     let files = dir.join("files");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grid/approval.doc"), files.join("附件1.doc")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_studio-intake"))
+    let out = cmd
         .args(["check", "--format", "json", "--config"])
         .arg(&cfg)
         .arg(&files)
@@ -225,8 +232,9 @@ fn check_doc(dir: &Path, config: &str) -> String {
         .output()
         .unwrap();
     let json = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(json.contains("submission.unreadable_attachment"), "status {:?}\n{json}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    json
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(json.contains("submission.unreadable_attachment"), "status {:?}\n{json}\n{stderr}", out.status);
+    (json, stderr)
 }
 
 #[test]
@@ -289,4 +297,40 @@ fn a_converter_over_its_memory_limit_fails_cleanly() {
         other => panic!("LibreOffice in 64 MiB: {other:?}"),
     }
     assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+/// The real binary on a kernel that gives it no namespace: run inside a user namespace of
+/// its own (`unshare -r`) whose limits allow no further user or network namespace.
+fn without_namespaces() -> Option<Command> {
+    let script = "echo 0 > /proc/sys/user/max_user_namespaces && echo 0 > /proc/sys/user/max_net_namespaces && exec \"$0\" \"$@\"";
+    let ok = Command::new("unshare").args(["-r", "sh", "-c", script, "true"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        println!("SKIPPED: cannot make a namespace-less environment here (unshare -r)");
+        return None;
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-r", "sh", "-c", script, env!("CARGO_BIN_EXE_studio-intake")]);
+    Some(cmd)
+}
+
+#[test]
+fn where_no_namespace_can_be_made_the_daemon_says_so_and_required_isolation_refuses() {
+    let Some(cmd) = without_namespaces() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (script, seen) = recording_converter(dir.path());
+    let config = format!("[converters]\nsoffice = \"{}\"\npdftotext = \"none\"\nrequire_isolation = true\n", script.display());
+    let (json, stderr) = check_doc_in(dir.path(), &config, cmd);
+    assert!(stderr.contains("converters cannot be cut off from the network here"), "said once at start: {stderr}");
+    assert_eq!(stderr.matches("cannot be cut off").count(), 1, "{stderr}");
+    assert!(!seen.exists(), "the converter must not run");
+    assert!(json.contains("另存为.docx"), "{json}");
+
+    // Not required: the converter runs, in the daemon's network namespace, still boxed.
+    let Some(cmd) = without_namespaces() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (script, seen) = recording_converter(dir.path());
+    let config = format!("[converters]\nsoffice = \"{}\"\npdftotext = \"none\"\n", script.display());
+    check_doc_in(dir.path(), &config, cmd);
+    let seen = std::fs::read_to_string(&seen).expect("the converter ran");
+    assert!(!seen.contains("Canary") && !seen.contains("INTAKE_"), "{seen}");
 }

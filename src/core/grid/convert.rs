@@ -130,8 +130,14 @@ struct Jail {
     required: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
-    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    rlimits: Vec<(Resource, u64)>,
 }
+
+/// The resource argument of `setrlimit` (glibc declares its own type for it).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(all(target_os = "linux", not(target_env = "gnu")))]
+type Resource = libc::c_int;
 
 #[cfg(target_os = "linux")]
 impl Jail {
@@ -243,7 +249,9 @@ fn boxed(cmd: &mut Command, home: &Path, converters: &Converters, max_file_bytes
 
 /// The LibreOffice user profile each run starts from: linked content of documents outside
 /// the (empty) trusted locations is never fetched (images, OLE, sounds…), links are never
-/// updated on load in Writer (2 = never) or Calc (1 = never), and no macro runs.
+/// updated on load in Writer (2 = never) or Calc (1 = never), formulas are never recalculated
+/// on load (1 = never; a `WEBSERVICE()` cell would fetch a URL), and no macro runs.
+/// (Paths and values as in LibreOffice 7.4's `main.xcd`.)
 const SOFFICE_PROFILE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
 <item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="BlockUntrustedRefererLinks" oor:op="fuse"><value>true</value></prop></item>
@@ -251,6 +259,8 @@ const SOFFICE_PROFILE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop oor:name="MacroSecurityLevel" oor:op="fuse"><value>3</value></prop></item>
 <item oor:path="/org.openoffice.Office.Writer/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>2</value></prop></item>
 <item oor:path="/org.openoffice.Office.Calc/Content/Update"><prop oor:name="Link" oor:op="fuse"><value>1</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>1</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" oor:op="fuse"><value>1</value></prop></item>
 </oor:items>
 "#;
 
