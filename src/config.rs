@@ -159,6 +159,10 @@ pub struct Source {
     pub processed_folder: Option<String>,
     /// Set instead of moving when `processed_folder` is not set.
     pub processed_flag: String,
+    /// A mail the daemon still cannot finish after a few attempts is moved here (Maildir: a
+    /// `failed/` folder beside the mail), recorded with its reason and listed in the digest;
+    /// it is never offered again unless staff move it back.
+    pub failed_folder: Option<String>,
     /// Extra CA certificate (PEM) to trust, e.g. a test server's self-signed one.
     pub ca_file: Option<PathBuf>,
     /// `kind = "maildir"`: the folder to read.
@@ -187,6 +191,7 @@ impl Default for Source {
             folder: "INBOX".into(),
             processed_folder: Some("Processed".into()),
             processed_flag: "$Processed".into(),
+            failed_folder: Some("Failed".into()),
             ca_file: None,
             path: PathBuf::from("examples/inbox"),
             poll_secs: 60,

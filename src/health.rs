@@ -1,7 +1,8 @@
 //! `[health] listen`: a tiny HTTP/1.1 responder on loopback for probes and Prometheus.
 //!
 //! - `GET /healthz`: `200` with `{"database":"ok","mailbox":"ok"|"standby",
-//!   "last_mailbox_contact":"…"|null,"mailbox_stale_after_secs":N,"outbox_depth":N}`, or
+//!   "last_mailbox_contact":"…"|null,"mailbox_stale_after_secs":N,"outbox_depth":N,
+//!   "failed_mails":N,"degraded":bool}` (degraded: mails set aside in the failed folder), or
 //!   `503` with `"database":"error: …"` when the database does not answer or
 //!   `"mailbox":"stale"` when the polling instance has not reached the mailbox for longer
 //!   than `[health] mailbox_stale_secs`.
@@ -139,6 +140,9 @@ async fn refresh_gauges(app: &App) {
     if let Ok(Ok(depth)) = tokio::time::timeout(DB_TIMEOUT, app.store.outbox_depth()).await {
         metrics().set_outbox_depth(depth);
     }
+    if let Ok(Ok(failed)) = tokio::time::timeout(DB_TIMEOUT, app.store.failed_count()).await {
+        metrics().set_mails_failed(failed);
+    }
 }
 
 /// The `/healthz` status and JSON body.
@@ -158,6 +162,15 @@ pub async fn healthz(app: &App) -> (u16, String) {
         },
         Err(_) => None,
     };
+    // Mails set aside after repeated failures: not a reason for 503 (the daemon goes on), but
+    // "degraded" is what staff alert on.
+    let failed = match &db {
+        Ok(()) => tokio::time::timeout(DB_TIMEOUT, app.store.failed_count()).await.ok().and_then(Result::ok),
+        Err(_) => None,
+    };
+    if let Some(n) = failed {
+        metrics().set_mails_failed(n);
+    }
     let last_contact = metrics().last_mailbox_contact();
     let stale_after = app.config.mailbox_stale_after();
     let mailbox = mailbox_health(chrono::Utc::now(), metrics().polling_since(), last_contact, stale_after);
@@ -167,6 +180,8 @@ pub async fn healthz(app: &App) -> (u16, String) {
         "last_mailbox_contact": last_contact.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         "mailbox_stale_after_secs": stale_after.as_secs(),
         "outbox_depth": depth,
+        "failed_mails": failed,
+        "degraded": failed.unwrap_or(0) > 0,
     });
     let healthy = db.is_ok() && mailbox != MailboxHealth::Stale;
     (if healthy { 200 } else { 503 }, format!("{body}\n"))

@@ -62,7 +62,20 @@ async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
         PutRaw::Known { id, .. } => id,
     };
     match too_large {
-        None => process_raw(app, id, &raw.bytes, &sha256, m.received_at).await,
+        // A failure counts as an attempt in the store; a mail that fails every time is set
+        // aside after a few (the source moves it to the failed folder), never offered forever.
+        None => match process_raw(app, id, &raw.bytes, &sha256, m.received_at).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                if app.store.raw_failed(id, &reason).await? {
+                    metrics().mail_set_aside();
+                    warn!(raw = id, "set aside after {} attempts: {reason}", crate::store::MAX_RAW_ATTEMPTS);
+                    return Err(crate::mailbox::SetAside { attempts: crate::store::MAX_RAW_ATTEMPTS, reason }.into());
+                }
+                Err(e)
+            }
+        },
         Some(why) => {
             // The header block ends at the blank line the parser looks for.
             let mut head = raw.bytes.clone();
@@ -108,7 +121,7 @@ async fn record_unprocessed(
                 // Only a registered sender hears its own subject repeated.
                 let subject = registered.as_ref().map(|_| msg.subject.as_str());
                 let reply = report::unprocessed_reply(subject, &why, &app.policy);
-                outgoing.push(reply_row(app, msg, reply, &to, our_message_id(app, sha256, ""), "reply", raw_id)?);
+                push_reply(&mut outgoing, &mut rec.ignored_reason, reply_row(app, msg, reply, &to, our_message_id(app, sha256, ""), "reply", raw_id));
             }
         }
     }
@@ -294,7 +307,11 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         // Held: its sender gets a fixed acknowledgement that repeats nothing of the mail;
         // the unit's registered addresses are asked to confirm it.
         match reply_target(app, &outcome.message, None).await? {
-            Ok(to) => outgoing.push(reply_row(app, &outcome.message, report::held_ack(&app.policy), &to, our_message_id(app, sha256, ""), "ack", raw_id)?),
+            Ok(to) => push_reply(
+                &mut outgoing,
+                &mut rec.ignored_reason,
+                reply_row(app, &outcome.message, report::held_ack(&app.policy), &to, our_message_id(app, sha256, ""), "ack", raw_id),
+            ),
             Err(no_reply) => rec.ignored_reason = Some(no_reply),
         }
         let ask = unit.clone().or_else(|| suggested.clone().filter(|u| app.policy.units.iter().any(|x| &x.name == u)));
@@ -320,7 +337,7 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
                     break;
                 }
                 let message_id = our_message_id(app, sha256, &format!("confirm:{address}"));
-                outgoing.push(reply_row(app, &outcome.message, request.clone(), &address, message_id.clone(), "confirm", raw_id)?);
+                push_reply(&mut outgoing, &mut rec.ignored_reason, reply_row(app, &outcome.message, request.clone(), &address, message_id.clone(), "confirm", raw_id));
                 rec.confirmations.push((message_id, ask.clone()));
             }
         }
@@ -332,7 +349,7 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
             Err(no_reply) => rec.ignored_reason = Some(no_reply),
             Ok(to) => {
                 let reply = report::reply(&outcome, &app.policy);
-                outgoing.push(reply_row(app, &outcome.message, reply, &to, our_message_id(app, sha256, ""), "reply", raw_id)?);
+                push_reply(&mut outgoing, &mut rec.ignored_reason, reply_row(app, &outcome.message, reply, &to, our_message_id(app, sha256, ""), "reply", raw_id));
             }
         }
     }
@@ -453,7 +470,7 @@ pub async fn apply_held(app: &App, held: &HeldMail, unit: &str, to: &str, how: &
     let mut outgoing = Vec::new();
     if under_global_ceiling(app).await?.is_ok() && !to.is_empty() {
         let reply = report::reply(&outcome, &app.policy);
-        outgoing.push(reply_row(app, &outcome.message, reply, to, our_message_id(app, &sha, "applied"), "reply", held.raw_id)?);
+        push_reply(&mut outgoing, &mut rec.ignored_reason, reply_row(app, &outcome.message, reply, to, our_message_id(app, &sha, "applied"), "reply", held.raw_id));
     }
     let applied = app.store.apply_held(held.submission_id, &rec, &outgoing).await?;
     if applied && !outgoing.is_empty() {
@@ -513,6 +530,18 @@ fn our_message_id(app: &App, sha256: &str, purpose: &str) -> String {
         outbox::reply_message_id(sha256, &domain)
     } else {
         outbox::reply_message_id(&hex(&Sha256::digest(format!("{sha256}:{purpose}").as_bytes())), &domain)
+    }
+}
+
+/// [`reply_row`], or why no reply can be written (an address lettre cannot write, e.g. a
+/// quoted local part it refuses): that mail is recorded without a reply, never retried for it.
+fn push_reply(outgoing: &mut Vec<NewOutgoing>, no_reply: &mut Option<String>, row: anyhow::Result<NewOutgoing>) {
+    match row {
+        Ok(row) => outgoing.push(row),
+        Err(e) => {
+            warn!("no reply can be rendered: {e:#}");
+            *no_reply = Some(format!("no reply: it cannot be rendered: {e:#}"));
+        }
     }
 }
 

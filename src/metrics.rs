@@ -82,6 +82,10 @@ pub struct Metrics {
     pub imap_reconnects: AtomicU64,
     pub processing: Histogram,
     pub outbox_depth: AtomicI64,
+    /// Mails set aside after repeated failures (in the failed folder), as the store counts them.
+    pub mails_failed: AtomicI64,
+    /// Mails this process set aside since it started.
+    pub mails_set_aside: AtomicU64,
     /// Unix time in milliseconds of the last successful mailbox pass or wake; 0 = never.
     last_contact_ms: AtomicI64,
     /// Unix time in milliseconds since this instance polls the mailbox; 0 = it does not.
@@ -95,6 +99,16 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// A message given up on after repeated failures (moved to the failed folder).
+    pub fn mail_set_aside(&self) {
+        self.mails_set_aside.fetch_add(1, Ordering::Relaxed);
+        self.mails_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_mails_failed(&self, n: i64) {
+        self.mails_failed.store(n, Ordering::Relaxed);
+    }
+
     /// One message recorded with this verdict (`accepted`, `rejected`, `ignored`).
     pub fn mail_processed(&self, verdict: &str, finding_codes: impl IntoIterator<Item = impl AsRef<str>>, took: Duration) {
         self.mails_processed.inc(verdict);
@@ -148,6 +162,9 @@ impl Metrics {
         counter(o, "studio_intake_outbox_retries_total", "Outgoing mails that failed and were scheduled again.", &self.outbox_retries);
         counter(o, "studio_intake_outbox_dead_total", "Outgoing mails given up on (dead letters).", &self.outbox_dead);
         counter(o, "studio_intake_imap_reconnects_total", "IMAP reconnections after a failed or ended session.", &self.imap_reconnects);
+        counter(o, "studio_intake_mails_set_aside_total", "Mails given up on after repeated failures and moved to the failed folder.", &self.mails_set_aside);
+        header(o, "studio_intake_mails_failed", "Mails in the failed folder (set aside, waiting for staff).", "gauge");
+        let _ = writeln!(o, "studio_intake_mails_failed {}", self.mails_failed.load(Ordering::Relaxed));
         header(o, "studio_intake_outbox_depth", "Mails waiting in the outbox (pending or being sent).", "gauge");
         let _ = writeln!(o, "studio_intake_outbox_depth {}", self.outbox_depth.load(Ordering::Relaxed));
         header(o, "studio_intake_last_mailbox_contact_timestamp_seconds", "Unix time of the last successful mailbox contact (0: none yet).", "gauge");

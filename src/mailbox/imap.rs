@@ -132,6 +132,11 @@ impl ImapSource {
         Duration::from_secs(self.cfg.command_timeout_secs.max(1))
     }
 
+    /// Where set-aside messages go (`[source] failed_folder`, default `Failed`).
+    fn failed_folder(&self) -> &str {
+        self.cfg.failed_folder.as_deref().map(str::trim).filter(|f| !f.is_empty()).unwrap_or("Failed")
+    }
+
     fn processed_folder(&self) -> Option<&str> {
         self.cfg.processed_folder.as_deref().map(str::trim).filter(|f| !f.is_empty())
     }
@@ -282,7 +287,7 @@ impl ImapSource {
         };
         let sess = self.login(client, pre_caps, t).await?;
         let mut conn =
-            Conn { sess: Some(sess), caps: HashSet::new(), timeout: t, uidvalidity: 0, changed: false, folder_ready: false, guard };
+            Conn { sess: Some(sess), caps: HashSet::new(), timeout: t, uidvalidity: 0, changed: false, folders_ready: HashSet::new(), guard };
         conn.caps = conn.capabilities().await?;
         if conn.has("ID") {
             // 163/126 refuse SELECT ("Unsafe Login") until the client identifies itself.
@@ -380,6 +385,15 @@ impl ImapSource {
                     }
                     pass.ok += 1;
                     info!(mailbox = %self.id, uid, size, too_large, result = "ok", "message processed");
+                }
+                Err(e) if e.downcast_ref::<super::SetAside>().is_some() => {
+                    let failed = self.failed_folder().to_owned();
+                    self.move_to(conn, &failed, uid).await?;
+                    if !blocked {
+                        self.state.set(&self.id, uidvalidity, uid).await.context("writing mailbox state")?;
+                    }
+                    pass.failed += 1;
+                    warn!(mailbox = %self.id, uid, size, result = "failed", error = %format!("{e:#}"), "message moved to the failed folder");
                 }
                 Err(e) => {
                     blocked = true;
@@ -496,18 +510,23 @@ impl ImapSource {
             anyhow::ensure!(kept, "the server did not keep flag {flag} on UID {uid} (PERMANENTFLAGS?)");
             return Ok(());
         };
+        self.move_to(conn, folder, uid).await
+    }
+
+    /// Move `uid` to `folder` (created on first use): MOVE, or COPY + delete + EXPUNGE.
+    async fn move_to(&self, conn: &mut Conn, folder: &str, uid: u32) -> anyhow::Result<()> {
         let target = quote(&encode_mailbox_name(folder));
-        if !conn.folder_ready {
+        if !conn.folders_ready.contains(folder) {
             match conn.exec(&format!("CREATE {target}")).await {
                 Ok(_) => {
-                    info!(mailbox = %self.id, folder, "created the processed folder");
+                    info!(mailbox = %self.id, folder, "created the folder");
                     let _ = conn.exec(&format!("SUBSCRIBE {target}")).await;
                 }
                 // NO [ALREADYEXISTS] (or a server's own wording of it): fine.
                 Err(e) if is_refusal(&e) => debug!(folder, error = %format!("{e:#}"), "CREATE refused (exists)"),
                 Err(e) => return Err(e),
             }
-            conn.folder_ready = true;
+            conn.folders_ready.insert(folder.to_owned());
         }
         if conn.has("MOVE") {
             conn.exec(&format!("UID MOVE {uid} {target}")).await?;
@@ -533,7 +552,8 @@ struct Conn {
     uidvalidity: u32,
     /// An EXISTS/RECENT came in since the last search.
     changed: bool,
-    folder_ready: bool,
+    /// Folders known to exist (created or found) on this connection.
+    folders_ready: HashSet<String>,
     /// The literal-size guard under this session.
     guard: LiteralGuard,
 }

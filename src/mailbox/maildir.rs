@@ -129,6 +129,12 @@ impl MaildirSource {
                     ok += 1;
                     info!(mailbox = %self.id, file = %name, size, too_large, result = "ok", "message processed");
                 }
+                Err(e) if e.downcast_ref::<super::SetAside>().is_some() => {
+                    let target = self.path.join("failed");
+                    tokio::fs::create_dir_all(&target).await.with_context(|| format!("cannot create {}", target.display()))?;
+                    tokio::fs::rename(&file, target.join(&name)).await.with_context(|| format!("cannot move {} to failed/", file.display()))?;
+                    warn!(mailbox = %self.id, file = %name, size, result = "failed", error = %format!("{e:#}"), "message moved to failed/");
+                }
                 Err(e) => {
                     warn!(mailbox = %self.id, file = %name, size, too_large, result = "error", error = %format!("{e:#}"), "message left for later");
                 }

@@ -61,8 +61,19 @@ pub struct TooLarge {
 /// How much of a refused message's header is read (`BODY.PEEK[HEADER]<0.N>`).
 pub const HEADER_PEEK_BYTES: u64 = 64 * 1024;
 
+/// The handler gave up on a message after repeated attempts (recorded in the store with its
+/// reason): the source moves it to the failed folder (IMAP `[source] failed_folder`, Maildir
+/// `failed/`), where it is never offered again unless staff move it back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("set aside after {attempts} failed attempts: {reason}")]
+pub struct SetAside {
+    pub attempts: i64,
+    pub reason: String,
+}
+
 /// Whoever makes a message durable. `Ok(())` = results committed: the source may now mark the
-/// message processed. `Err` = leave it; it will be offered again.
+/// message processed. `Err` = leave it; it will be offered again — unless the error is a
+/// [`SetAside`], then the source moves it to the failed folder.
 pub trait Handler: Send + Sync {
     fn handle(&self, m: Incoming) -> impl Future<Output = anyhow::Result<()>> + Send;
 }

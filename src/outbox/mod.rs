@@ -100,13 +100,10 @@ fn render_at(m: &OutgoingMail, date: SystemTime) -> anyhow::Result<Vec<u8>> {
         let mb = mailbox(to).with_context(|| format!("invalid To address {to:?}"))?;
         b = b.to(mb);
     }
-    let mut references = m
-        .references
-        .iter()
-        .map(|r| msg_id(r).context("References"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some(parent) = &m.in_reply_to {
-        let parent = msg_id(parent).context("In-Reply-To")?;
+    // Threading ids come from the mail we answer: one that cannot be written as a header
+    // (non-ASCII, spaces, no '@') is dropped — the reply matters more than its threading.
+    let mut references: Vec<String> = m.references.iter().filter_map(|r| msg_id(r).ok()).collect();
+    if let Some(parent) = m.in_reply_to.as_deref().and_then(|p| msg_id(p).ok()) {
         if !references.contains(&parent) {
             references.push(parent.clone());
         }

@@ -161,8 +161,6 @@ impl Store {
         }))
     }
 
-    /// Processing failed: back to `new` after a backoff ([`raw_backoff`]), or `failed` (kept,
-    /// listed by [`Store::failed_raws`]) once it has had [`MAX_RAW_ATTEMPTS`] attempts.
     /// The raw bytes of the mail a submission was recorded from.
     pub async fn raw_of_submission(&self, submission_id: i64) -> anyhow::Result<Option<Vec<u8>>> {
         let bytes: Option<Vec<u8>> = sqlx::query_scalar(
@@ -174,7 +172,10 @@ impl Store {
         Ok(bytes)
     }
 
-    pub async fn raw_failed(&self, id: i64, error: &str) -> anyhow::Result<()> {
+    /// Processing failed: back to `new` after a backoff ([`raw_backoff`]), or `failed` (kept,
+    /// listed by [`Store::failed_raws`]) once it has had [`MAX_RAW_ATTEMPTS`] attempts.
+    /// Returns true when the message is (now) set aside as `failed`.
+    pub async fn raw_failed(&self, id: i64, error: &str) -> anyhow::Result<bool> {
         let row = sqlx::query("SELECT status, attempts FROM raw_messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -183,7 +184,7 @@ impl Store {
         let status: String = row.try_get("status")?;
         let mut attempts: i64 = row.try_get("attempts")?;
         if status == "processed" || status == "failed" {
-            return Ok(());
+            return Ok(status == "failed");
         }
         if status == "new" {
             // Failed without a claim: count it here.
@@ -206,7 +207,12 @@ impl Store {
         .bind(error)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(new_status == "failed")
+    }
+
+    /// Raw messages set aside as failed (the count `/healthz` and `/metrics` report).
+    pub async fn failed_count(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM raw_messages WHERE status = 'failed'").fetch_one(&self.pool).await?)
     }
 
     /// Mails staff must look at by hand, oldest first: see [`UnprocessedMail`].
@@ -219,7 +225,8 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        let mut out: Vec<UnprocessedMail> = rows
+            .into_iter()
             .map(|row| {
                 let stored_at: String = row.try_get("stored_at")?;
                 Ok(UnprocessedMail {
@@ -230,7 +237,20 @@ impl Store {
                     reason: row.try_get("reason")?,
                 })
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        // A mail set aside before anything was recorded of it: sender and subject from its
+        // own header, so staff know which one it is.
+        for m in out.iter_mut().filter(|m| m.sender.is_none() && m.subject.is_none()) {
+            if let Some((bytes, _)) = self.raw_bytes(m.raw_id).await? {
+                let limits = crate::core::Limits { max_parts: 1, ..Default::default() };
+                let head = &bytes[..bytes.len().min(256 * 1024)];
+                if let Ok(Ok(msg)) = std::panic::catch_unwind(|| crate::core::mime::parse(head, &limits)) {
+                    m.sender = msg.from.map(|f| f.address);
+                    m.subject = Some(msg.subject);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Raw messages set aside after too many failed attempts, oldest first.
