@@ -15,6 +15,7 @@
 //! - [`logging`]: the log filter and writer that keep passwords out of every line.
 //! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod core;
