@@ -25,6 +25,7 @@
 //! impl Authenticator {
 //!     pub fn system() -> anyhow::Result<Self>;                        // /etc/resolv.conf
 //!     pub fn with_records(records: Vec<(String, String)>) -> Self;    // closed world, no network
+//!     pub fn with_nameserver(server: SocketAddr) -> anyhow::Result<Self>;  // one DNS server, UDP
 //!     pub fn with_dns_timeout(self, Duration) -> Self;                // default 5 s
 //!     pub fn with_max_dkim_bytes(self, u64) -> Self;                  // default 32 MiB
 //!     pub async fn authenticate(&self, raw: &[u8], from: &str, trusted_authserv_ids: &[String])
@@ -43,8 +44,9 @@
 //!    `dkim=pass` whose `header.d` (else the domain of `header.i`) is aligned, passes. A trusted
 //!    `dmarc=fail` is final: the mail fails without a DKIM check of our own.
 //! 3. DKIM, verified here (mail-auth): a signature that verifies, whose `d=` is aligned and
-//!    whose `h=` covers `From`, passes. Signatures with a body length (`l=`) are refused
-//!    (content can be appended after the signed part). DNS for all keys together is bounded by
+//!    whose `h=` covers `From` and whose RSA key has at least 1024 bits (RFC 8301), passes.
+//!    Signatures with a body length (`l=`) are refused (content can be appended after the
+//!    signed part). DNS for all keys together is bounded by
 //!    the DNS timeout; a message over the size cap is not hashed (A-R only).
 //! 4. Otherwise `Failed`, with the most telling reason.
 //!
@@ -152,6 +154,27 @@ impl Authenticator {
         Ok(Self::from_resolver(resolver, None))
     }
 
+    /// The real resolver path, asking one DNS server over UDP (a local resolver, or a test
+    /// server on 127.0.0.1); each query bounded to 1 s, one attempt.
+    pub fn with_nameserver(server: std::net::SocketAddr) -> anyhow::Result<Self> {
+        use mail_auth::hickory_resolver::config::{
+            ConnectionConfig, NameServerConfig, ResolverConfig,
+        };
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(
+            server.ip(),
+            true,
+            vec![udp],
+        )]);
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_secs(1);
+        opts.attempts = 1;
+        let resolver = MessageAuthenticator::new(config, opts)
+            .map_err(|e| anyhow::anyhow!("building the DNS resolver: {e}"))?;
+        Ok(Self::from_resolver(resolver, None))
+    }
+
     /// Test seam: the DNS TXT records there are, given in advance (name such as
     /// `sel._domainkey.example.cn`, record text such as `v=DKIM1; k=rsa; p=MIIB…`). Every
     /// other name answers NXDOMAIN; nothing is ever sent on the network.
@@ -243,7 +266,17 @@ impl Authenticator {
                 };
             }
             if matches!(method.as_str(), "dkim" | "dmarc") && trusted_note.is_empty() {
-                trusted_note = format!("{id} reports {method}={result}; ");
+                trusted_note = match (method.as_str(), result.as_str()) {
+                    ("dkim", "pass") => format!(
+                        "{id} reports dkim=pass for {} (not aligned); ",
+                        dkim_result_domain(props).unwrap_or_else(|| "no domain".into())
+                    ),
+                    ("dmarc", "pass") => format!(
+                        "{id} reports dmarc=pass for {} (not aligned); ",
+                        prop(props, "header.from").unwrap_or_default()
+                    ),
+                    _ => format!("{id} reports {method}={result}; "),
+                };
             }
         }
 
@@ -304,6 +337,8 @@ async fn dkim_verdict(
     if message.froms().len() != 1 || message.froms()[0] != from {
         return AuthOutcome::failed("the From header does not hold exactly the sender address");
     }
+    // The keys fetched, kept to check their size afterwards (mail-auth does not).
+    let fetched = Fetched::default();
     let outputs = match records {
         Some(table) => {
             tokio::time::timeout(
@@ -312,7 +347,24 @@ async fn dkim_verdict(
             )
             .await
         }
-        None => tokio::time::timeout(dns_timeout, resolver.verify_dkim(&message)).await,
+        None => {
+            tokio::time::timeout(
+                dns_timeout,
+                resolver.verify_dkim(Parameters::new(&message).with_txt_cache(&fetched)),
+            )
+            .await
+        }
+    };
+    let key_bits = |sig: &mail_auth::dkim::Signature| -> Option<usize> {
+        let name = fqdn(&format!("{}._domainkey.{}", sig.s, sig.d));
+        let txt = match records {
+            Some(table) => table.0.get(name.as_str()).cloned(),
+            None => fetched.0.lock().ok()?.get(name.as_str()).cloned(),
+        };
+        match txt? {
+            Txt::DomainKey(key) => Some(key.p.public_key_bits()),
+            _ => None,
+        }
     };
     let Ok(outputs) = outputs else {
         return AuthOutcome::failed(format!(
@@ -337,10 +389,16 @@ async fn dkim_verdict(
         let d = sig.d.trim_end_matches('.').to_ascii_lowercase();
         let is_aligned = aligned(&d, from_domain);
         let covers_from = sig.h.iter().any(|h| h.eq_ignore_ascii_case("from"));
+        let weak = |sig| key_bits(sig).filter(|&bits| bits < MIN_RSA_BITS);
         match output.result() {
-            DkimResult::Pass if is_aligned && covers_from => {
-                return AuthOutcome::DkimAligned { domain: d };
-            }
+            DkimResult::Pass if is_aligned && covers_from => match weak(sig) {
+                None => return AuthOutcome::DkimAligned { domain: d },
+                Some(bits) => {
+                    aligned_failure.get_or_insert_with(|| {
+                        format!("the DKIM key of {d} has {bits} bits (under {MIN_RSA_BITS})")
+                    });
+                }
+            },
             DkimResult::Pass if is_aligned => {
                 aligned_failure
                     .get_or_insert_with(|| format!("the DKIM signature of {d} does not cover From"));
@@ -386,7 +444,7 @@ fn describe(result: &DkimResult, sig: Option<&mail_auth::dkim::Signature>) -> St
             format!("DKIM body hash mismatch: the body changed after signing{who}")
         }
         Error::Crypto(CryptoError::FailedVerification) => {
-            format!("DKIM signature does not verify: the headers changed after signing{who}")
+            format!("DKIM signature does not verify (headers changed after signing, or another key){who}")
         }
         Error::Dkim(DkimError::SignatureLength) => {
             "DKIM signature with a body length (l=) refused".to_string()
@@ -435,6 +493,39 @@ fn fqdn(name: &str) -> String {
         name.push('.');
     }
     name
+}
+
+/// Smallest RSA key accepted (RFC 8301 §3.2: verifiers must not accept keys under 1024 bits;
+/// mail-auth's pure-Rust backend does not check this itself).
+pub const MIN_RSA_BITS: usize = 1024;
+
+/// The TXT records mail-auth fetched during one verification (it inserts every answer into
+/// the cache it is given); never answers a lookup itself.
+#[derive(Default)]
+struct Fetched(std::sync::Mutex<HashMap<Box<str>, Txt>>);
+
+impl ResolverCache<Box<str>, Txt> for Fetched {
+    fn get<Q>(&self, _name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn remove<Q>(&self, _name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, key: Box<str>, value: Txt, _valid_until: std::time::Instant) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key, value);
+        }
+    }
 }
 
 /// The closed-world TXT table of [`Authenticator::with_records`], served to mail-auth through
