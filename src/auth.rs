@@ -104,7 +104,9 @@ impl AuthOutcome {
     }
 
     fn failed(reason: impl Into<String>) -> Self {
-        AuthOutcome::Failed { reason: reason.into() }
+        AuthOutcome::Failed {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -122,12 +124,11 @@ pub const DEFAULT_MAX_DKIM_BYTES: u64 = 32 << 20;
 /// parent (see the module documentation).
 pub const PUBLIC_SUFFIXES: &[&str] = &[
     // China (CNNIC categories and the provinces' short names)
-    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn", "ac.cn", "mil.cn", "bj.cn", "sh.cn",
-    "tj.cn", "cq.cn", "he.cn", "sx.cn", "nm.cn", "ln.cn", "jl.cn", "hl.cn", "js.cn", "zj.cn",
-    "ah.cn", "fj.cn", "jx.cn", "sd.cn", "ha.cn", "hb.cn", "hn.cn", "gd.cn", "gx.cn", "hi.cn",
-    "sc.cn", "gz.cn", "yn.cn", "xz.cn", "sn.cn", "gs.cn", "qh.cn", "nx.cn", "xj.cn", "tw.cn",
-    "hk.cn", "mo.cn",
-    // a few elsewhere that Chinese senders meet
+    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn", "ac.cn", "mil.cn", "bj.cn", "sh.cn", "tj.cn",
+    "cq.cn", "he.cn", "sx.cn", "nm.cn", "ln.cn", "jl.cn", "hl.cn", "js.cn", "zj.cn", "ah.cn",
+    "fj.cn", "jx.cn", "sd.cn", "ha.cn", "hb.cn", "hn.cn", "gd.cn", "gx.cn", "hi.cn", "sc.cn",
+    "gz.cn", "yn.cn", "xz.cn", "sn.cn", "gs.cn", "qh.cn", "nx.cn", "xj.cn", "tw.cn", "hk.cn",
+    "mo.cn", // a few elsewhere that Chinese senders meet
     "com.hk", "org.hk", "edu.hk", "gov.hk", "com.tw", "org.tw", "com.mo", "co.uk", "ac.uk",
     "gov.uk", "org.uk", "co.jp", "ne.jp", "or.jp", "com.au", "com.sg",
 ];
@@ -228,9 +229,11 @@ impl Authenticator {
         from: &str,
         trusted_authserv_ids: &[String],
     ) -> AuthOutcome {
-        let from = from.trim().trim_matches(|c| c == '<' || c == '>').to_ascii_lowercase();
-        let Some(from_domain) = from.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.'))
-        else {
+        let from = from
+            .trim()
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_ascii_lowercase();
+        let Some(from_domain) = from.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.')) else {
             return AuthOutcome::failed("the From address has no domain");
         };
         if from_domain.is_empty() || !from_domain.contains('.') {
@@ -239,7 +242,10 @@ impl Authenticator {
         let from_domain = from_domain.to_string();
 
         let fields = header_fields(raw);
-        let from_headers = fields.iter().filter(|(n, _)| n.eq_ignore_ascii_case("from")).count();
+        let from_headers = fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("from"))
+            .count();
         if from_headers != 1 {
             return AuthOutcome::failed(format!(
                 "the message has {from_headers} From headers (exactly one is required)"
@@ -289,7 +295,9 @@ impl Authenticator {
         }
         let outcome = self.verify_dkim(raw, &from, &from_domain).await;
         match outcome {
-            AuthOutcome::Failed { reason } => AuthOutcome::failed(format!("{trusted_note}{reason}")),
+            AuthOutcome::Failed { reason } => {
+                AuthOutcome::failed(format!("{trusted_note}{reason}"))
+            }
             passed => passed,
         }
     }
@@ -400,8 +408,9 @@ async fn dkim_verdict(
                 }
             },
             DkimResult::Pass if is_aligned => {
-                aligned_failure
-                    .get_or_insert_with(|| format!("the DKIM signature of {d} does not cover From"));
+                aligned_failure.get_or_insert_with(|| {
+                    format!("the DKIM signature of {d} does not cover From")
+                });
             }
             DkimResult::Pass => {
                 foreign_pass.get_or_insert(d);
@@ -430,7 +439,9 @@ fn describe(result: &DkimResult, sig: Option<&mail_auth::dkim::Signature>) -> St
     use mail_auth::Error;
     use mail_auth::common::crypto::CryptoError;
     use mail_auth::dkim::DkimError;
-    let who = sig.map(|s| format!(" (d={}, s={})", s.d, s.s)).unwrap_or_default();
+    let who = sig
+        .map(|s| format!(" (d={}, s={})", s.d, s.s))
+        .unwrap_or_default();
     let err = match result {
         DkimResult::Pass => return format!("DKIM passed{who}"),
         DkimResult::None => return "no DKIM signature".to_string(),
@@ -444,7 +455,9 @@ fn describe(result: &DkimResult, sig: Option<&mail_auth::dkim::Signature>) -> St
             format!("DKIM body hash mismatch: the body changed after signing{who}")
         }
         Error::Crypto(CryptoError::FailedVerification) => {
-            format!("DKIM signature does not verify (headers changed after signing, or another key){who}")
+            format!(
+                "DKIM signature does not verify (headers changed after signing, or another key){who}"
+            )
         }
         Error::Dkim(DkimError::SignatureLength) => {
             "DKIM signature with a body length (l=) refused".to_string()
@@ -476,7 +489,10 @@ pub fn aligned(a: &str, b: &str) -> bool {
 }
 
 fn prop<'a>(props: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    props.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    props
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The signing domain a `dkim=` result names: `header.d`, else the domain of `header.i`.
@@ -484,7 +500,9 @@ fn dkim_result_domain(props: &[(String, String)]) -> Option<String> {
     if let Some(d) = prop(props, "header.d") {
         return Some(d.to_string());
     }
-    prop(props, "header.i").and_then(|i| i.rsplit_once('@')).map(|(_, d)| d.to_string())
+    prop(props, "header.i")
+        .and_then(|i| i.rsplit_once('@'))
+        .map(|(_, d)| d.to_string())
 }
 
 fn fqdn(name: &str) -> String {
@@ -578,7 +596,9 @@ fn results_of(fields: &[(String, String)], trusted: &[String]) -> Vec<AuthResult
         if !name.eq_ignore_ascii_case("authentication-results") {
             continue;
         }
-        let Some((id, results)) = parse_auth_results(value) else { continue };
+        let Some((id, results)) = parse_auth_results(value) else {
+            continue;
+        };
         if !trusted.iter().any(|t| t.trim().eq_ignore_ascii_case(&id)) {
             continue;
         }
@@ -609,7 +629,9 @@ fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
         }
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-            let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_string();
+            let value = String::from_utf8_lossy(&line[colon + 1..])
+                .trim()
+                .to_string();
             if !name.is_empty() && !name.contains(' ') {
                 current = Some((name, value));
             }
@@ -746,7 +768,12 @@ fn parse_resinfo(seg: &[Tok]) -> Option<ResInfo> {
         _ => return None,
     };
     i += 1;
-    let method = method.split('/').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let method = method
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if method.is_empty() {
         return None;
     }
@@ -813,7 +840,10 @@ mod tests {
         );
         // unterminated comment and quote: no panic, nothing after
         assert_eq!(lex("mx (open"), vec![Tok::Word("mx".into())]);
-        assert_eq!(lex("mx \"open"), vec![Tok::Word("mx".into()), Tok::Quoted("open".into())]);
+        assert_eq!(
+            lex("mx \"open"),
+            vec![Tok::Word("mx".into()), Tok::Quoted("open".into())]
+        );
     }
 
     #[test]
@@ -839,7 +869,10 @@ mod tests {
             ]
         );
         assert_eq!((r[1].1.as_str(), r[1].2.as_str()), ("spf", "pass"));
-        assert_eq!(r[1].3, vec![("smtp.mailfrom".to_string(), "user@example.cn".to_string())]);
+        assert_eq!(
+            r[1].3,
+            vec![("smtp.mailfrom".to_string(), "user@example.cn".to_string())]
+        );
         assert_eq!((r[2].1.as_str(), r[2].2.as_str()), ("dmarc", "pass"));
     }
 
@@ -849,7 +882,8 @@ mod tests {
         assert!(trusted_results(raw, &ids(&["mx.example.cn"])).is_empty());
         assert!(trusted_results(raw, &[]).is_empty());
         // an authserv-id in a comment or quoted
-        let raw = b"Authentication-Results: (mx.example.cn) evil.example; dkim=pass header.d=a.cn\r\n\
+        let raw =
+            b"Authentication-Results: (mx.example.cn) evil.example; dkim=pass header.d=a.cn\r\n\
             Authentication-Results: \"mx.example.cn\"; dkim=fail header.d=example.cn\r\n\r\n";
         let r = trusted_results(raw, &ids(&["mx.example.cn"]));
         assert_eq!(r.len(), 1);
@@ -877,9 +911,14 @@ mod tests {
         for raw in inputs {
             let _ = trusted_results(raw, &ids(&["mx"]));
         }
-        let r = trusted_results(b"Authentication-Results: mx; dkim=pass header.d= ; x.y", &ids(&["mx"]));
+        let r = trusted_results(
+            b"Authentication-Results: mx; dkim=pass header.d= ; x.y",
+            &ids(&["mx"]),
+        );
         assert_eq!(r[0].3, vec![("header.d".to_string(), String::new())]);
         // a version other than digits makes the header unreadable: ignored
-        assert!(trusted_results(b"Authentication-Results: mx 1 2; dkim=pass", &ids(&["mx"])).is_empty());
+        assert!(
+            trusted_results(b"Authentication-Results: mx 1 2; dkim=pass", &ids(&["mx"])).is_empty()
+        );
     }
 }

@@ -65,7 +65,13 @@ fn sign_with(mail: &str, key: &[u8], domain: &str, selector: &str, headers: &[&s
 }
 
 fn sign(mail: &str, domain: &str) -> String {
-    sign_with(mail, &rsa_pair().0, domain, "sel", &["From", "To", "Subject", "Date", "Message-ID"])
+    sign_with(
+        mail,
+        &rsa_pair().0,
+        domain,
+        "sel",
+        &["From", "To", "Subject", "Date", "Message-ID"],
+    )
 }
 
 /// The closed-world authenticator publishing our key at `sel._domainkey.example.cn` and the
@@ -73,7 +79,10 @@ fn sign(mail: &str, domain: &str) -> String {
 fn authenticator() -> Authenticator {
     Authenticator::with_records(vec![
         ("sel._domainkey.example.cn".into(), rsa_pair().1.clone()),
-        ("sel._domainkey.attacker.cn".into(), other_rsa_pair().1.clone()),
+        (
+            "sel._domainkey.attacker.cn".into(),
+            other_rsa_pair().1.clone(),
+        ),
     ])
 }
 
@@ -91,16 +100,32 @@ fn reason(outcome: &AuthOutcome) -> &str {
 #[tokio::test]
 async fn dkim_aligned_passes() {
     let signed = sign(MAIL, "example.cn");
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
-    assert_eq!(outcome, AuthOutcome::DkimAligned { domain: "example.cn".into() });
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
+    assert_eq!(
+        outcome,
+        AuthOutcome::DkimAligned {
+            domain: "example.cn".into()
+        }
+    );
     assert!(outcome.passed());
     // the From address in any case, and a From in a subdomain of d= (relaxed alignment)
-    let outcome = authenticator().authenticate(signed.as_bytes(), "LiuYi@Example.CN", &[]).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "LiuYi@Example.CN", &[])
+        .await;
     assert!(outcome.passed(), "{outcome:?}");
     let sub = MAIL.replace("liuyi@example.cn", "liuyi@mail.example.cn");
     let signed = sign(&sub, "example.cn");
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@mail.example.cn", &[]).await;
-    assert_eq!(outcome, AuthOutcome::DkimAligned { domain: "example.cn".into() });
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@mail.example.cn", &[])
+        .await;
+    assert_eq!(
+        outcome,
+        AuthOutcome::DkimAligned {
+            domain: "example.cn".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -118,45 +143,77 @@ async fn ed25519_signature_passes() {
         "ed._domainkey.example.cn".into(),
         format!("v=DKIM1; k=ed25519; p={}", pair.encoded_public_key()),
     )]);
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
-    assert_eq!(outcome, AuthOutcome::DkimAligned { domain: "example.cn".into() });
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
+    assert_eq!(
+        outcome,
+        AuthOutcome::DkimAligned {
+            domain: "example.cn".into()
+        }
+    );
 }
 
 #[tokio::test]
 async fn body_changed_after_signing_fails() {
     let signed = sign(MAIL, "example.cn").replace("forms attached", "forms attached, and more");
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("body changed"), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn signed_header_changed_after_signing_fails() {
     let signed = sign(MAIL, "example.cn").replace("Date: Tue, 22 Sep", "Date: Wed, 23 Sep");
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("does not verify"), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn signing_domain_not_aligned_fails() {
     // The attacker signs a mail "from" the unit with their own domain and valid key.
-    let signed = sign_with(MAIL, &other_rsa_pair().0, "attacker.cn", "sel", &["From", "Subject"]);
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let signed = sign_with(
+        MAIL,
+        &other_rsa_pair().0,
+        "attacker.cn",
+        "sel",
+        &["From", "Subject"],
+    );
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     let why = reason(&outcome);
-    assert!(why.contains("attacker.cn") && why.contains("not aligned"), "{why}");
+    assert!(
+        why.contains("attacker.cn") && why.contains("not aligned"),
+        "{why}"
+    );
     // a look-alike domain is not a subdomain
     let signed = sign(MAIL, "badexample.cn");
     let auth = Authenticator::with_records(vec![(
         "sel._domainkey.badexample.cn".into(),
         rsa_pair().1.clone(),
     )]);
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("not aligned"), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn missing_key_fails() {
-    let signed = sign_with(MAIL, &rsa_pair().0, "example.cn", "gone", &["From", "Subject"]);
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let signed = sign_with(
+        MAIL,
+        &rsa_pair().0,
+        "example.cn",
+        "gone",
+        &["From", "Subject"],
+    );
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(
         reason(&outcome).contains("no DKIM key published at gone._domainkey.example.cn"),
         "{outcome:?}"
@@ -166,8 +223,16 @@ async fn missing_key_fails() {
 #[tokio::test]
 async fn wrong_key_fails() {
     // signed with the attacker's key under the unit's domain and selector
-    let signed = sign_with(MAIL, &other_rsa_pair().0, "example.cn", "sel", &["From", "Subject"]);
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let signed = sign_with(
+        MAIL,
+        &other_rsa_pair().0,
+        "example.cn",
+        "sel",
+        &["From", "Subject"],
+    );
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(!outcome.passed(), "{outcome:?}");
 }
 
@@ -175,23 +240,44 @@ async fn wrong_key_fails() {
 async fn weak_key_refused() {
     // RFC 8301: a 512-bit key can be factored; its signatures prove nothing.
     let pair = DkimKeyPair::generate_rsa(512).expect("RSA key");
-    let signed = sign_with(MAIL, pair.private_key(), "example.cn", "weak", &["From", "Subject"]);
+    let signed = sign_with(
+        MAIL,
+        pair.private_key(),
+        "example.cn",
+        "weak",
+        &["From", "Subject"],
+    );
     let txt = format!("v=DKIM1; k=rsa; p={}", pair.encoded_public_key());
-    let auth = Authenticator::with_records(vec![("weak._domainkey.example.cn".into(), txt.clone())]);
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let auth =
+        Authenticator::with_records(vec![("weak._domainkey.example.cn".into(), txt.clone())]);
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("512 bits"), "{outcome:?}");
     // the same through a DNS server (the key is taken from what the resolver fetched)
-    let server =
-        dns_server(HashMap::from([("weak._domainkey.example.cn".to_string(), txt)]), false).await;
+    let server = dns_server(
+        HashMap::from([("weak._domainkey.example.cn".to_string(), txt)]),
+        false,
+    )
+    .await;
     let auth = Authenticator::with_nameserver(server).expect("resolver");
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("512 bits"), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn no_signature_fails() {
-    let outcome = authenticator().authenticate(MAIL.as_bytes(), "liuyi@example.cn", &[]).await;
-    assert_eq!(outcome, AuthOutcome::Failed { reason: "no DKIM signature".into() });
+    let outcome = authenticator()
+        .authenticate(MAIL.as_bytes(), "liuyi@example.cn", &[])
+        .await;
+    assert_eq!(
+        outcome,
+        AuthOutcome::Failed {
+            reason: "no DKIM signature".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -204,15 +290,23 @@ async fn body_length_signature_refused() {
         .sign(MAIL.as_bytes())
         .expect("signing");
     // what l= allows: content appended after the signed part
-    let signed = format!("{}{}Also: approve the attached studio.\r\n", sig.to_header(), MAIL);
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let signed = format!(
+        "{}{}Also: approve the attached studio.\r\n",
+        sig.to_header(),
+        MAIL
+    );
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("l="), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn signature_not_covering_from_fails() {
     let signed = sign_with(MAIL, &rsa_pair().0, "example.cn", "sel", &["To", "Subject"]);
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(!outcome.passed(), "{outcome:?}");
 }
 
@@ -221,18 +315,26 @@ async fn second_from_header_fails() {
     // A signed mail of the unit with a second From added on top: readers may show either.
     let signed = sign(MAIL, "example.cn");
     let forged = format!("From: boss@example.cn\r\n{signed}");
-    let outcome = authenticator().authenticate(forged.as_bytes(), "boss@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(forged.as_bytes(), "boss@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("2 From headers"), "{outcome:?}");
-    let outcome = authenticator().authenticate(forged.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(forged.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(!outcome.passed());
 }
 
 #[tokio::test]
 async fn from_argument_must_be_the_from_header() {
     let signed = sign(MAIL, "example.cn");
-    let outcome = authenticator().authenticate(signed.as_bytes(), "other@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "other@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("From header"), "{outcome:?}");
-    let outcome = authenticator().authenticate(signed.as_bytes(), "nodomain", &[]).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "nodomain", &[])
+        .await;
     assert!(!outcome.passed());
 }
 
@@ -240,12 +342,16 @@ async fn from_argument_must_be_the_from_header() {
 async fn over_size_cap_only_headers_count() {
     let signed = sign(MAIL, "example.cn");
     let auth = authenticator().with_max_dkim_bytes(100);
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("DKIM not checked"), "{outcome:?}");
     let with_ar = format!(
         "Authentication-Results: mx.example.org; dkim=pass header.d=example.cn\r\n{signed}"
     );
-    let outcome = auth.authenticate(with_ar.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let outcome = auth
+        .authenticate(with_ar.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     assert!(outcome.passed(), "{outcome:?}");
 }
 
@@ -281,15 +387,24 @@ async fn hostile_input_never_panics() {
 
 #[tokio::test]
 async fn trusted_dkim_pass_passes() {
-    let mail = format!("Authentication-Results: mx.example.org; dkim=pass header.d=example.cn\r\n{MAIL}");
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let mail =
+        format!("Authentication-Results: mx.example.org; dkim=pass header.d=example.cn\r\n{MAIL}");
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     assert_eq!(
         outcome,
-        AuthOutcome::TrustedResults { authserv_id: "mx.example.org".into(), method: "dkim".into() }
+        AuthOutcome::TrustedResults {
+            authserv_id: "mx.example.org".into(),
+            method: "dkim".into()
+        }
     );
     // header.i instead of header.d
-    let mail = format!("Authentication-Results: mx.example.org; dkim=pass header.i=@example.cn\r\n{MAIL}");
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let mail =
+        format!("Authentication-Results: mx.example.org; dkim=pass header.i=@example.cn\r\n{MAIL}");
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     assert!(outcome.passed(), "{outcome:?}");
 }
 
@@ -298,10 +413,15 @@ async fn trusted_dmarc_pass_passes() {
     let mail = format!(
         "Authentication-Results: mx.example.org;\r\n\tspf=none smtp.mailfrom=example.cn;\r\n\tdmarc=pass (p=none dis=none) header.from=example.cn\r\n{MAIL}"
     );
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     assert_eq!(
         outcome,
-        AuthOutcome::TrustedResults { authserv_id: "mx.example.org".into(), method: "dmarc".into() }
+        AuthOutcome::TrustedResults {
+            authserv_id: "mx.example.org".into(),
+            method: "dmarc".into()
+        }
     );
 }
 
@@ -315,8 +435,9 @@ async fn trusted_results_for_another_domain_fail() {
         "mx.example.org; none",
     ] {
         let mail = format!("Authentication-Results: {ar}\r\n{MAIL}");
-        let outcome =
-            authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+        let outcome = authenticator()
+            .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+            .await;
         assert!(!outcome.passed(), "{ar}: {outcome:?}");
     }
 }
@@ -324,17 +445,31 @@ async fn trusted_results_for_another_domain_fail() {
 #[tokio::test]
 async fn untrusted_results_ignored() {
     // The attacker writes a passing A-R with an authserv-id that is not ours.
-    for id in ["mx.attacker.cn", "mx.example.org.attacker.cn", "example.org", "\"mx.example\""] {
+    for id in [
+        "mx.attacker.cn",
+        "mx.example.org.attacker.cn",
+        "example.org",
+        "\"mx.example\"",
+    ] {
         let mail = format!(
             "Authentication-Results: {id}; dkim=pass header.d=example.cn; dmarc=pass header.from=example.cn\r\n{MAIL}"
         );
-        let outcome =
-            authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
-        assert_eq!(outcome, AuthOutcome::Failed { reason: "no DKIM signature".into() }, "{id}");
+        let outcome = authenticator()
+            .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+            .await;
+        assert_eq!(
+            outcome,
+            AuthOutcome::Failed {
+                reason: "no DKIM signature".into()
+            },
+            "{id}"
+        );
     }
     // With no trusted id configured, even our own server's header is not evidence.
     let mail = format!("Authentication-Results: mx.example.org; dmarc=pass\r\n{MAIL}");
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(!outcome.passed());
 }
 
@@ -349,25 +484,42 @@ async fn forged_from_with_failing_trusted_and_passing_untrusted_fails() {
          Authentication-Results: mx.attacker.cn; dkim=pass header.d=example.cn; dmarc=pass header.from=example.cn\r\n\
          {MAIL}"
     );
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     let why = reason(&outcome);
     assert!(why.contains("mx.example.org reports dmarc=fail"), "{why}");
     // the same with only dkim=fail from the trusted server: DKIM here finds no signature
-    let mail = mail.replace("dmarc=fail (p=none) header.from=example.cn", "spf=softfail")
-        .replace("dkim=none (message not signed)", "dkim=fail header.d=example.cn");
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let mail = mail
+        .replace("dmarc=fail (p=none) header.from=example.cn", "spf=softfail")
+        .replace(
+            "dkim=none (message not signed)",
+            "dkim=fail header.d=example.cn",
+        );
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     let why = reason(&outcome);
-    assert!(why.contains("mx.example.org reports dkim=fail") && why.contains("no DKIM signature"), "{why}");
+    assert!(
+        why.contains("mx.example.org reports dkim=fail") && why.contains("no DKIM signature"),
+        "{why}"
+    );
 }
 
 #[tokio::test]
 async fn trusted_dmarc_fail_outweighs_a_signature() {
     let signed = sign(MAIL, "example.cn");
-    let mail = format!("Authentication-Results: mx.example.org; dmarc=fail header.from=example.cn\r\n{signed}");
-    let outcome = authenticator().authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let mail = format!(
+        "Authentication-Results: mx.example.org; dmarc=fail header.from=example.cn\r\n{signed}"
+    );
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     assert!(!outcome.passed(), "{outcome:?}");
     // and without the A-R the signature alone passes
-    let outcome = authenticator().authenticate(signed.as_bytes(), "liuyi@example.cn", &trusted()).await;
+    let outcome = authenticator()
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
     assert!(outcome.passed());
 }
 
@@ -389,8 +541,14 @@ fn comments_and_quoting_parsed() {
     assert_eq!(props["header.i"], "@example.cn");
     assert_eq!(props["header.s"], "sel");
     assert_eq!((r[1].1.as_str(), r[1].2.as_str()), ("dmarc", "pass"));
-    assert_eq!(r[1].3, vec![("header.from".to_string(), "example.cn".to_string())]);
-    assert_eq!(r[2].3, vec![("smtp.auth".to_string(), "liu yi; x=y".to_string())]);
+    assert_eq!(
+        r[1].3,
+        vec![("header.from".to_string(), "example.cn".to_string())]
+    );
+    assert_eq!(
+        r[2].3,
+        vec![("smtp.auth".to_string(), "liu yi; x=y".to_string())]
+    );
 }
 
 #[test]
@@ -406,10 +564,20 @@ fn real_world_headers_parsed() {
         \tspf=pass (rspamd.example.org: domain of user@163.com designates 220.181.12.17 as permitted sender) smtp.mailfrom=user@163.com\r\n\r\n";
     let r = trusted_results(raw, &["mx.example.org".to_string()]);
     let methods: Vec<_> = r.iter().map(|x| (x.1.as_str(), x.2.as_str())).collect();
-    assert_eq!(methods, vec![("dkim", "pass"), ("dkim-atps", "neutral"), ("dmarc", "pass")]);
+    assert_eq!(
+        methods,
+        vec![
+            ("dkim", "pass"),
+            ("dkim-atps", "neutral"),
+            ("dmarc", "pass")
+        ]
+    );
     let r = trusted_results(raw, &["rspamd.example.org".to_string()]);
     assert_eq!(r.len(), 3);
-    assert_eq!(r[2].3, vec![("smtp.mailfrom".to_string(), "user@163.com".to_string())]);
+    assert_eq!(
+        r[2].3,
+        vec![("smtp.mailfrom".to_string(), "user@163.com".to_string())]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,23 +591,33 @@ use mail_auth::hickory_resolver::proto::rr::{RData, Record, RecordType};
 /// names are NXDOMAIN. With `mute`, never answers. Long TXT values are split into 255-byte
 /// character-strings, as real zones do for 2048-bit keys.
 async fn dns_server(records: HashMap<String, String>, mute: bool) -> SocketAddr {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = socket.local_addr().expect("addr");
     let records = Arc::new(records);
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
             if mute {
                 continue;
             }
-            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
             let mut reply = Message::response(query.metadata.id, OpCode::Query);
             reply.metadata.recursion_desired = query.metadata.recursion_desired;
             reply.metadata.recursion_available = true;
             for q in &query.queries {
                 reply.add_query(q.clone());
-                let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                let name = q
+                    .name()
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
                 match records.get(&name) {
                     Some(text) if q.query_type() == RecordType::TXT => {
                         let chunks = text
@@ -468,20 +646,37 @@ async fn dns_server(records: HashMap<String, String>, mute: bool) -> SocketAddr 
 #[tokio::test]
 async fn local_dns_server_pass_and_missing_key() {
     let server = dns_server(
-        HashMap::from([("sel._domainkey.example.cn".to_string(), rsa_pair().1.clone())]),
+        HashMap::from([(
+            "sel._domainkey.example.cn".to_string(),
+            rsa_pair().1.clone(),
+        )]),
         false,
     )
     .await;
     let auth = Authenticator::with_nameserver(server).expect("resolver");
     let signed = sign(MAIL, "example.cn");
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
-    assert_eq!(outcome, AuthOutcome::DkimAligned { domain: "example.cn".into() });
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
+    assert_eq!(
+        outcome,
+        AuthOutcome::DkimAligned {
+            domain: "example.cn".into()
+        }
+    );
     let tampered = signed.replace("forms attached", "forms attached!");
-    let outcome = auth.authenticate(tampered.as_bytes(), "liuyi@example.cn", &[]).await;
+    let outcome = auth
+        .authenticate(tampered.as_bytes(), "liuyi@example.cn", &[])
+        .await;
     assert!(reason(&outcome).contains("body changed"));
     let other = sign_with(MAIL, &rsa_pair().0, "example.cn", "gone", &["From"]);
-    let outcome = auth.authenticate(other.as_bytes(), "liuyi@example.cn", &[]).await;
-    assert!(reason(&outcome).contains("no DKIM key published"), "{outcome:?}");
+    let outcome = auth
+        .authenticate(other.as_bytes(), "liuyi@example.cn", &[])
+        .await;
+    assert!(
+        reason(&outcome).contains("no DKIM key published"),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -492,8 +687,14 @@ async fn silent_dns_server_is_time_bounded() {
         .with_dns_timeout(Duration::from_millis(400));
     let signed = sign(MAIL, "example.cn");
     let started = std::time::Instant::now();
-    let outcome = auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[]).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let outcome = auth
+        .authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(!outcome.passed(), "{outcome:?}");
 }
 
