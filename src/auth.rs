@@ -122,17 +122,18 @@ pub const DEFAULT_MAX_DKIM_BYTES: u64 = 32 << 20;
 
 /// Second-level public suffixes under which a registrable domain never aligns with its
 /// parent (see the module documentation).
+#[rustfmt::skip]
 pub const PUBLIC_SUFFIXES: &[&str] = &[
-    // China (CNNIC categories and the provinces' short names)
-    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn", "ac.cn", "mil.cn", "bj.cn", "sh.cn", "tj.cn",
-    "cq.cn", "he.cn", "sx.cn", "nm.cn", "ln.cn", "jl.cn", "hl.cn", "js.cn", "zj.cn", "ah.cn",
-    "fj.cn", "jx.cn", "sd.cn", "ha.cn", "hb.cn", "hn.cn", "gd.cn", "gx.cn", "hi.cn", "sc.cn",
-    "gz.cn", "yn.cn", "xz.cn", "sn.cn", "gs.cn", "qh.cn", "nx.cn", "xj.cn", "tw.cn", "hk.cn",
-    "mo.cn", // a few elsewhere that Chinese senders meet
-    "com.hk", "org.hk", "edu.hk", "gov.hk", "com.tw", "org.tw", "com.mo", "co.uk", "ac.uk",
-    "gov.uk", "org.uk", "co.jp", "ne.jp", "or.jp", "com.au", "com.sg",
+    // China: CNNIC's categories and the provinces' short names
+    "com.cn", "net.cn", "org.cn", "gov.cn", "edu.cn", "ac.cn", "mil.cn",
+    "bj.cn", "sh.cn", "tj.cn", "cq.cn", "he.cn", "sx.cn", "nm.cn", "ln.cn", "jl.cn", "hl.cn",
+    "js.cn", "zj.cn", "ah.cn", "fj.cn", "jx.cn", "sd.cn", "ha.cn", "hb.cn", "hn.cn", "gd.cn",
+    "gx.cn", "hi.cn", "sc.cn", "gz.cn", "yn.cn", "xz.cn", "sn.cn", "gs.cn", "qh.cn", "nx.cn",
+    "xj.cn", "tw.cn", "hk.cn", "mo.cn",
+    // a few elsewhere that Chinese senders meet
+    "com.hk", "org.hk", "edu.hk", "gov.hk", "com.tw", "org.tw", "com.mo",
+    "co.uk", "ac.uk", "gov.uk", "org.uk", "co.jp", "ne.jp", "or.jp", "com.au", "com.sg",
 ];
-
 /// Verifies DKIM signatures; see the module documentation.
 pub struct Authenticator {
     resolver: MessageAuthenticator,
@@ -232,7 +233,7 @@ impl Authenticator {
         let from = from
             .trim()
             .trim_matches(|c| c == '<' || c == '>')
-            .to_ascii_lowercase();
+            .to_lowercase();
         let Some(from_domain) = from.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.')) else {
             return AuthOutcome::failed("the From address has no domain");
         };
@@ -254,11 +255,14 @@ impl Authenticator {
 
         // 2. Trusted Authentication-Results.
         let results = results_of(&fields, trusted_authserv_ids);
+        if let Some((id, ..)) = results
+            .iter()
+            .find(|(_, m, r, _)| m == "dmarc" && r == "fail")
+        {
+            return AuthOutcome::failed(format!("{id} reports dmarc=fail"));
+        }
         let mut trusted_note = String::new();
         for (id, method, result, props) in &results {
-            if method == "dmarc" && result == "fail" {
-                return AuthOutcome::failed(format!("{id} reports dmarc=fail"));
-            }
             let pass = result == "pass"
                 && match method.as_str() {
                     "dmarc" => prop(props, "header.from").is_none_or(|d| aligned(d, &from_domain)),

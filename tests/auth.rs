@@ -521,6 +521,14 @@ async fn trusted_dmarc_fail_outweighs_a_signature() {
         .authenticate(signed.as_bytes(), "liuyi@example.cn", &trusted())
         .await;
     assert!(outcome.passed());
+    // a trusted dmarc=fail also outweighs a trusted dkim=pass standing before it
+    let mail = format!(
+        "Authentication-Results: mx.example.org; dkim=pass header.d=example.cn; dmarc=fail\r\n{MAIL}"
+    );
+    let outcome = authenticator()
+        .authenticate(mail.as_bytes(), "liuyi@example.cn", &trusted())
+        .await;
+    assert!(reason(&outcome).contains("dmarc=fail"), "{outcome:?}");
 }
 
 #[test]
