@@ -725,3 +725,44 @@ proptest::proptest! {
         }
     }
 }
+
+/// The daemon keeps one Authenticator in its shared state and awaits `authenticate` inside
+/// spawned tasks.
+#[test]
+fn authenticator_is_shareable_and_its_future_is_send() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    fn send<F: std::future::Future + Send>(_: F) {}
+    shareable::<Authenticator>();
+    shareable::<AuthOutcome>();
+    let auth = Authenticator::with_records(vec![]);
+    let ids = trusted();
+    send(auth.authenticate(b"", "a@example.cn", &ids));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_on_a_multi_thread_runtime() {
+    let signed = sign(MAIL, "example.cn");
+    let auth = Arc::new(authenticator());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (auth, signed) = (auth.clone(), signed.clone());
+        tasks.push(tokio::spawn(async move {
+            auth.authenticate(signed.as_bytes(), "liuyi@example.cn", &[])
+                .await
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.expect("task").passed());
+    }
+}
+
+#[tokio::test]
+async fn system_resolver_builds_without_network() {
+    // Reads /etc/resolv.conf only; sends nothing until a mail is verified.
+    if std::path::Path::new("/etc/resolv.conf").exists() {
+        let auth = Authenticator::system().expect("system resolver");
+        // no signature: decided without any lookup
+        let outcome = auth.authenticate(MAIL.as_bytes(), "liuyi@example.cn", &[]).await;
+        assert_eq!(outcome, AuthOutcome::Failed { reason: "no DKIM signature".into() });
+    }
+}
