@@ -46,8 +46,8 @@
 //! 3. DKIM, verified here (mail-auth): a signature that verifies, whose `d=` is aligned and
 //!    whose `h=` covers `From` and whose RSA key has at least 1024 bits (RFC 8301), passes.
 //!    Signatures with a body length (`l=`) are refused (content can be appended after the
-//!    signed part). DNS for all keys together is bounded by
-//!    the DNS timeout; a message over the size cap is not hashed (A-R only).
+//!    signed part). DNS for all keys together is bounded by the DNS timeout; a message over
+//!    the size cap is not hashed (A-R only).
 //! 4. Otherwise `Failed`, with the most telling reason.
 //!
 //! # Alignment (kept simple, no Public Suffix List)
