@@ -18,6 +18,8 @@ pub struct App {
     pub config: Config,
     /// What the core needs of `config`, built once.
     pub policy: crate::core::policy::Policy,
+    /// Verifies senders when `[security] sender_auth = "authenticated"`.
+    pub authenticator: Option<crate::auth::Authenticator>,
     pub store: Store,
     pub converters: Converters,
     /// Wakes the sender when a new outbox row is committed.
@@ -31,7 +33,21 @@ impl App {
             .with_context(|| format!("cannot open database {}", redact(&config.database.url)))?;
         store.migrate().await.context("database migrations failed")?;
         let converters = config.converters.resolve(Duration::from_secs(config.limits.converter_timeout_secs));
-        Ok(Arc::new(App { policy: config.policy(), config, store, converters, outbox_ready: Notify::new() }))
+        let authenticator = match config.security.sender_auth {
+            crate::config::SenderAuth::Registered => None,
+            crate::config::SenderAuth::Authenticated => {
+                let a = match &config.security.dns_server {
+                    Some(server) => {
+                        let addr: std::net::SocketAddr =
+                            server.parse().with_context(|| format!("[security] dns_server must be IP:port, not {server:?}"))?;
+                        crate::auth::Authenticator::with_nameserver(addr)?
+                    }
+                    None => crate::auth::Authenticator::system().context("cannot read the system DNS configuration for DKIM")?,
+                };
+                Some(a.with_max_dkim_bytes(config.limits.max_message_bytes))
+            }
+        };
+        Ok(Arc::new(App { policy: config.policy(), authenticator, config, store, converters, outbox_ready: Notify::new() }))
     }
 
     /// Our own addresses: never answered (mail loops).

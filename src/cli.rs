@@ -254,6 +254,29 @@ async fn held_list(app: &crate::app::App, format: Format) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// With `sender_auth = "authenticated"`, `check` says whether a registered sender would pass
+/// — offline, so from the trusted `Authentication-Results` headers and a DKIM check without
+/// DNS (no key can be fetched: only a trusted header can pass here). A failure is the warning
+/// `submission.sender_not_authenticated`; the mail is still judged as if it were applied.
+fn offline_authentication(config: &Config, raw: &[u8], o: &mut Outcome) {
+    use crate::core::findings::{Code, Finding};
+    if config.security.sender_auth != crate::config::SenderAuth::Authenticated {
+        return;
+    }
+    let Some(sender) = o.sender.clone().filter(|s| config.unit_of_sender(s).is_some()) else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let outcome = rt.block_on(crate::auth::Authenticator::with_records(Vec::new()).authenticate(raw, &sender, &config.security.trusted_authserv_ids));
+    if let crate::auth::AuthOutcome::Failed { reason } = outcome {
+        o.findings.push(
+            Finding::new(Code::SubmissionSenderNotAuthenticated)
+                .at("发件人身份验证")
+                .found(format!("{sender}：{reason}"))
+                .expected("DKIM 签名与发件域名一致，或可信收信服务器的验证结果为通过")
+                .says("发件人身份未通过验证：守护进程会暂存此邮件，经推荐单位确认或工作人员核实后才计入。"),
+        );
+    }
+}
+
 /// `check`: exit 0 when no path has an error finding, 1 when one has, 2 on usage or I/O errors.
 fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<FixedOffset>>, show_reply: bool, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
@@ -267,7 +290,8 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
     for (path, raw) in &inputs {
         let mut ctx = Context::new(config.policy(), &converters);
         ctx.received_at = received_at;
-        let outcome = core::process(raw, &ctx).with_context(|| format!("{} is not an e-mail message", path.display()))?;
+        let mut outcome = core::process(raw, &ctx).with_context(|| format!("{} is not an e-mail message", path.display()))?;
+        offline_authentication(&config, raw, &mut outcome);
         outcomes.push((path.display().to_string(), outcome));
     }
     // Several paths: studios recommended by one are known to the others.

@@ -55,6 +55,9 @@ pub struct Security {
     /// `Authentication-Results` headers honoured, by authserv-id (the receiving server's own,
     /// e.g. `mx.qq.com`); every other such header is ignored wherever it stands.
     pub trusted_authserv_ids: Vec<String>,
+    /// The DNS server DKIM keys are looked up at (`127.0.0.1:53`, a local resolver), instead
+    /// of the system's (`/etc/resolv.conf`).
+    pub dns_server: Option<String>,
 }
 
 pub use crate::core::policy::SenderAuth;

@@ -193,9 +193,19 @@ async fn registered_unit(app: &App, address: &str) -> anyhow::Result<Option<Stri
     app.store.registered_unit(address).await
 }
 
-/// TEMPORARY until the auth module lands: fail closed.
-async fn authenticate(_app: &App, _raw: &[u8], _sender: &str) -> (bool, String) {
-    (false, "authentication not available".into())
+/// DKIM aligned with the From domain (verified here), or a pass in a trusted server's
+/// Authentication-Results: whether it passed, and how, in a few words for the record.
+async fn authenticate(app: &App, raw: &[u8], sender: &str) -> (bool, String) {
+    let Some(authenticator) = &app.authenticator else {
+        return (false, "no authenticator configured".into());
+    };
+    let outcome = authenticator.authenticate(raw, sender, &app.policy.trusted_authserv_ids).await;
+    let note = match &outcome {
+        crate::auth::AuthOutcome::DkimAligned { domain } => format!("DKIM 签名通过（d={domain}）"),
+        crate::auth::AuthOutcome::TrustedResults { authserv_id, method } => format!("{authserv_id} 验证 {method}=pass"),
+        crate::auth::AuthOutcome::Failed { reason } => format!("未通过验证：{reason}"),
+    };
+    (outcome.passed(), note)
 }
 
 /// Who the sender is: the unit its address is registered to, and whether the mail must be

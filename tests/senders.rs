@@ -294,3 +294,44 @@ async fn an_outsiders_claim_is_held_through_imap_and_smtp() {
     assert!(rows.iter().all(|r| r.data.get("phone").and_then(|v| v.as_str()) != Some("13900000000")));
     assert_eq!(st.held_mails().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn authenticated_mode_applies_only_mail_that_passes() {
+    use studio_intake::config::SenderAuth;
+    let u = UnitSpec::sample(3, 1);
+    let mut f = Folder::new(&[&u]);
+    f.config.security.sender_auth = SenderAuth::Authenticated;
+    f.config.security.trusted_authserv_ids = vec!["mx.leshan.example".into()];
+    // Nothing answers there: no DKIM key can be fetched, only a trusted header can pass.
+    f.config.security.dns_server = Some("127.0.0.1:9".into());
+    let domain = u.sender.split('@').nth(1).unwrap().to_owned();
+    let mail = |id: &str, headers: &str| {
+        let mut raw = headers.as_bytes().to_vec();
+        raw.extend_from_slice(&fixtures::build_eml(&with_id(fixtures::submission_mail(&u, MailClient::Foxmail, &Default::default()), id)));
+        raw
+    };
+
+    // Genuine: the receiving server (trusted) says dkim=pass for the From domain.
+    let sent = f.send(&mail("auth-genuine", &format!("Authentication-Results: mx.leshan.example; dkim=pass header.d={domain}; dmarc=pass header.from={domain}\r\n"))).await;
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].1.subject.contains("审核通过"), "{}", sent[0].1.subject);
+    let st = f.store().await;
+    assert_eq!(st.dossier_history(&u.unit).await.unwrap().len(), 1);
+
+    // Forged From: the trusted server says fail; the attacker added a passing header of its
+    // own (above it, as a forger would): held, nothing changes.
+    let forged = format!(
+        "Authentication-Results: mx.leshan.example.attacker.cn; dkim=pass header.d={domain}; dmarc=pass\r\nAuthentication-Results: mx.leshan.example; dkim=fail header.d={domain}; dmarc=fail header.from={domain}\r\n"
+    );
+    let sent = f.send(&mail("auth-forged", &forged)).await;
+    assert!(sent.iter().all(|(_, m, _)| !m.subject.contains("审核")), "{:?}", sent.iter().map(|s| &s.1.subject).collect::<Vec<_>>());
+    let held = st.held_mails().await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].reason, "submission.sender_not_authenticated");
+    assert_eq!(st.dossier_history(&u.unit).await.unwrap().len(), 1, "a forged mail changed the dossier");
+
+    // A registered sender with no authentication at all: held too.
+    f.send(&mail("auth-none", "")).await;
+    assert_eq!(st.held_mails().await.unwrap().len(), 2);
+    assert_eq!(st.dossier_history(&u.unit).await.unwrap().len(), 1);
+}
