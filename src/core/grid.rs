@@ -12,6 +12,7 @@ use super::{Limits, Unreadable};
 
 mod convert;
 mod docx;
+mod html;
 mod pkg;
 mod sheet;
 mod sniff;
@@ -203,7 +204,7 @@ fn read_as(
             }
             other => other,
         },
-        Format::Docx => docx::read_docx(data, limits),
+        Format::Docx => docx::read_docx_with(data, limits, converters),
         Format::Doc | Format::Odt => {
             if converters.soffice.is_some() {
                 convert::via_soffice(data, format, limits, converters)
@@ -257,9 +258,9 @@ fn read_text(data: &[u8]) -> Document {
 
 pub(crate) fn lines_to_paragraphs(text: &str) -> Vec<Block> {
     text.lines()
-        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{c}'))
+        .map(crate::core::text::normalize)
         .filter(|l| !l.is_empty())
-        .map(|l| Block::Paragraph(l.to_string()))
+        .map(Block::Paragraph)
         .collect()
 }
 

@@ -190,25 +190,135 @@ pub fn read_xlsx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
             add_sheet_cells(&mut total, cells, limits)?;
         }
     }
+    let visibility = xlsx_visibility(&mut zip, &names, &parts);
     let repacked = pkg::stored_zip(&parts)?;
     drop(parts);
     let embedded_images = pkg::count_prefix(&names, "xl/media/");
     let tables = guarded(|| {
         let mut wb = Xlsx::new(Cursor::new(repacked.as_slice())).map_err(|e| xlsx_err(&e.to_string()))?;
         let mut tables = Vec::new();
+        let mut hidden_tables = Vec::new();
         for sheet in wb.sheet_names() {
             let range = match wb.worksheet_range(&sheet) {
                 Ok(r) => r,
                 Err(e) => return Err(xlsx_err(&format!("sheet {sheet}: {e}"))),
             };
             let merges = wb.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
-            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
-                tables.push(t);
+            let vis = visibility.get(&sheet);
+            if let Some(t) = to_table(&sheet, &range, &merges, vis, limits)? {
+                if vis.is_some_and(|v| v.hidden_sheet) {
+                    hidden_tables.push(t);
+                } else {
+                    tables.push(t);
+                }
             }
+        }
+        // A hidden sheet is not what the sender shows; Excel always keeps one sheet
+        // visible, so a workbook whose only content is hidden is read as it is.
+        if tables.is_empty() {
+            tables = hidden_tables;
         }
         Ok(tables)
     })?;
     Ok(doc(Format::Xlsx, tables, embedded_images))
+}
+
+/// What Excel hides in one sheet: the sheet itself (`state="hidden"`/`"veryHidden"`), rows
+/// (`hidden`, or a custom height of 0) and columns (`hidden`, or a width of 0).
+#[derive(Debug, Default)]
+pub(crate) struct Hidden {
+    hidden_sheet: bool,
+    rows: std::collections::HashSet<u64>,
+    /// Inclusive 0-based column ranges.
+    cols: Vec<(u64, u64)>,
+}
+
+impl Hidden {
+    fn col(&self, c: u64) -> bool {
+        self.cols.iter().any(|&(a, b)| a <= c && c <= b)
+    }
+}
+
+/// Hidden rows and columns remembered per sheet: a sheet with more is not a form.
+const MAX_HIDDEN: usize = 100_000;
+
+fn is_true(v: &str) -> bool {
+    matches!(v.trim(), "1" | "true")
+}
+
+/// Which sheets, rows and columns of a workbook are hidden, by sheet name: the workbook is
+/// found through the package's relationships, its sheets through the workbook's.
+fn xlsx_visibility(zip: &mut Zip<'_>, names: &[String], parts: &[(String, Vec<u8>)]) -> std::collections::HashMap<String, Hidden> {
+    let mut out = std::collections::HashMap::new();
+    let workbook = pkg::main_part(zip, names).map_or_else(|| "xl/workbook.xml".to_owned(), |(p, _)| p);
+    let part = |name: &str| parts.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, b)| b.as_slice());
+    let Some(wb_xml) = part(&workbook) else { return out };
+    let rels = pkg::rels_of(zip, names, &workbook);
+    let mut reader = quick_xml::Reader::from_reader(wb_xml);
+    let mut buf = Vec::new();
+    let mut sheets = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(ref e)) | Ok(Event::Empty(ref e)) if e.local_name().as_ref() == "sheet" => {
+                let name = attr_value(e, "name").unwrap_or_default();
+                let state = attr_value(e, "state").unwrap_or_default();
+                let id = attr_value(e, "id");
+                if sheets.len() < 10_000 {
+                    sheets.push((name, state, id));
+                }
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    for (name, state, id) in sheets {
+        let mut hidden = Hidden { hidden_sheet: matches!(state.trim(), "hidden" | "veryHidden"), ..Hidden::default() };
+        let target = id.and_then(|id| rels.iter().find(|r| r.id == id).map(|r| r.target.clone()));
+        if let Some(xml) = target.as_deref().and_then(part) {
+            scan_hidden(xml, &mut hidden);
+        }
+        out.insert(name, hidden);
+    }
+    out
+}
+
+fn scan_hidden(xml: &[u8], hidden: &mut Hidden) {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut next_row: u64 = 0;
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(ref e)) | Ok(Event::Empty(ref e)) => match e.local_name().as_ref() {
+                "row" => {
+                    let row = attr_value(e, "r")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .filter(|&v| v > 0)
+                        .map_or(next_row, |v| v - 1);
+                    next_row = row + 1;
+                    let zero_height = attr_value(e, "ht").and_then(|h| h.trim().parse::<f64>().ok()) == Some(0.0);
+                    if (attr_value(e, "hidden").is_some_and(|v| is_true(&v)) || zero_height) && hidden.rows.len() < MAX_HIDDEN {
+                        hidden.rows.insert(row);
+                    }
+                }
+                "col" => {
+                    let num = |a: &str| attr_value(e, a).and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0);
+                    let zero_width = attr_value(e, "width").and_then(|w| w.trim().parse::<f64>().ok()) == Some(0.0);
+                    if (attr_value(e, "hidden").is_some_and(|v| is_true(&v)) || zero_width)
+                        && let Some(min) = num("min")
+                        && hidden.cols.len() < MAX_HIDDEN
+                    {
+                        let max = num("max").unwrap_or(min).max(min);
+                        hidden.cols.push((min - 1, max.min(1 << 20) - 1));
+                    }
+                }
+                _ => {}
+            },
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
 }
 
 fn xlsx_err(msg: &str) -> Unreadable {
@@ -373,7 +483,7 @@ pub fn read_xls(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
         for sheet in wb.sheet_names() {
             let range = wb.worksheet_range(&sheet).map_err(|e| xls_err(&e))?;
             let merges = wb.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
-            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
+            if let Some(t) = to_table(&sheet, &range, &merges, None, limits)? {
                 tables.push(t);
             }
         }
@@ -589,7 +699,7 @@ pub fn read_ods(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
                     Dimensions::new((r, c), (r1, c1))
                 })
                 .collect();
-            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
+            if let Some(t) = to_table(&sheet, &range, &merges, None, limits)? {
                 tables.push(t);
             }
         }
@@ -602,12 +712,14 @@ fn doc(format: Format, tables: Vec<Table>, embedded_images: usize) -> Document {
     Document { format, blocks: tables.into_iter().map(Block::Table).collect(), embedded_images, pictures: Vec::new() }
 }
 
-/// A calamine range → a table anchored at A1, merged regions filled, trailing empties
-/// trimmed. `None` for an empty sheet.
+/// A calamine range → a table anchored at A1, merged regions filled, hidden rows and columns
+/// blanked (they are not on the screen or the paper; cell references stay as in the file),
+/// trailing empties trimmed. `None` for an empty sheet.
 fn to_table(
     sheet: &str,
     range: &Range<Data>,
     merges: &[Dimensions],
+    hidden: Option<&Hidden>,
     limits: &Limits,
 ) -> Result<Option<Table>, Unreadable> {
     let (Some(start), Some(end)) = (range.start(), range.end()) else {
@@ -657,6 +769,16 @@ fn to_table(
             }
         }
     }
+    if let Some(h) = hidden.filter(|h| !h.rows.is_empty() || !h.cols.is_empty()) {
+        for (r, row) in rows.iter_mut().enumerate() {
+            let whole = h.rows.contains(&(r as u64));
+            for (c, cell) in row.iter_mut().enumerate() {
+                if whole || h.col(c as u64) {
+                    cell.clear();
+                }
+            }
+        }
+    }
     tidy_rows(&mut rows);
     if rows.is_empty() {
         return Ok(None);
@@ -668,7 +790,7 @@ fn to_table(
 pub fn cell_text(v: &Data) -> String {
     let text = match v {
         Data::Empty => String::new(),
-        Data::String(s) => s.replace("\r\n", "\n"),
+        Data::String(s) => crate::core::text::normalize(s),
         Data::Int(i) => i.to_string(),
         Data::Float(f) => format_number(*f),
         Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
