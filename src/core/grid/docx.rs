@@ -71,6 +71,8 @@ const KEPT_EMPTY: &[&str] = &[
 /// `Node::val` of a run formatted as hidden text and of a row deleted with track changes.
 const HIDDEN_RUN: &str = "\u{0}vanish";
 const DELETED_ROW: &str = "\u{0}deleted";
+/// `Node::val` of a content control that shows its placeholder text (nothing filled in).
+const PLACEHOLDER: &str = "\u{0}placeholder";
 
 fn known(local: &str) -> &'static str {
     KNOWN.iter().find(|k| **k == local).copied().unwrap_or("?")
@@ -124,8 +126,11 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
     let mut stack: Vec<Node> = vec![Node { ns: Ns::Other, name: "?", val: None, children: Vec::new() }];
     // Depth inside a skipped subtree (0 = not skipping).
     let mut skip = 0usize;
-    // The skipped subtree is the `w:rPr` of a run: its `w:vanish` hides the run.
+    // The skipped subtree is the `w:rPr` of a run (its `w:vanish` hides the run) or the
+    // `w:sdtPr` of a content control (its `w:showingPlcHdr` says the content is the grey
+    // placeholder, not a value).
     let mut run_props = false;
+    let mut sdt_props = false;
     loop {
         buf.clear();
         let (res, ev) = reader
@@ -149,9 +154,14 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
                 if skip > 0 {
-                    if skip == 1 && run_props && ns == Ns::W && e.local_name().as_ref() == "vanish" && on(e) {
-                        if let Some(top) = stack.last_mut() {
-                            top.val = Some(HIDDEN_RUN.into());
+                    if skip == 1 && ns == Ns::W && on(e) {
+                        let flag = match e.local_name().as_ref() {
+                            "vanish" if run_props => Some(HIDDEN_RUN),
+                            "showingPlcHdr" if sdt_props => Some(PLACEHOLDER),
+                            _ => None,
+                        };
+                        if let (Some(flag), Some(top)) = (flag, stack.last_mut()) {
+                            top.val = Some(flag.into());
                         }
                     }
                     if !empty {
@@ -170,6 +180,7 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                     }
                     if !empty {
                         run_props = local.as_ref() == "rPr" && top_is(&stack, "r");
+                        sdt_props = local.as_ref() == "sdtPr" && top_is(&stack, "sdt");
                         skip = 1;
                     }
                     continue;
@@ -564,6 +575,8 @@ impl Walker<'_> {
                 if let Some(b) = child.chosen_branch() {
                     self.items(b, out)?;
                 }
+            } else if child.is("sdt") && child.val.as_deref() == Some(PLACEHOLDER) {
+                // 单击或点击此处输入文字: the template's prompt, not a value.
             } else if child.ns == Ns::W
                 && matches!(child.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo" | "smartTag")
             {
@@ -721,8 +734,10 @@ fn inline<'n>(node: &'n Node, out: &mut String, boxes: &mut Vec<&'n Node>, depth
         };
         if n.ns == Ns::W {
             match n.name {
-                // Hidden text (`w:vanish`) is not on the screen or the paper.
+                // Hidden text (`w:vanish`) is not on the screen or the paper; a content
+                // control showing its placeholder holds no value.
                 "r" if n.val.as_deref() == Some(HIDDEN_RUN) => {}
+                "sdt" if n.val.as_deref() == Some(PLACEHOLDER) => {}
                 "sym" => {
                     let (font, code) = n.val.as_deref().and_then(|v| v.split_once('\u{0}')).unwrap_or(("", ""));
                     if let Some(c) = u32::from_str_radix(code.trim(), 16).ok().and_then(|c| text::symbol_glyph(font, c)) {

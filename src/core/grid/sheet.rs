@@ -770,10 +770,22 @@ fn to_table(
         }
     }
     if let Some(h) = hidden.filter(|h| !h.rows.is_empty() || !h.cols.is_empty()) {
+        // A merged cell that reaches a visible row and column is shown whole, also where it
+        // crosses a hidden one (a title merged over a hidden column).
+        let shown: Vec<&Dimensions> = merges
+            .iter()
+            .filter(|m| {
+                (m.start.0..=m.end.0).take(10_000).any(|r| !h.rows.contains(&u64::from(r)))
+                    && (m.start.1..=m.end.1).take(20_000).any(|c| !h.col(u64::from(c)))
+            })
+            .collect();
+        let in_shown = |r: usize, c: usize| {
+            shown.iter().any(|m| (m.start.0 as usize..=m.end.0 as usize).contains(&r) && (m.start.1 as usize..=m.end.1 as usize).contains(&c))
+        };
         for (r, row) in rows.iter_mut().enumerate() {
             let whole = h.rows.contains(&(r as u64));
             for (c, cell) in row.iter_mut().enumerate() {
-                if whole || h.col(c as u64) {
+                if (whole || h.col(c as u64)) && !cell.is_empty() && !in_shown(r, c) {
                     cell.clear();
                 }
             }
