@@ -1092,6 +1092,49 @@ mod tests {
     }
 
     #[test]
+    fn summary_rows_that_are_not_studios() {
+        let studio = |rank: &str, name: &str, leader: &str, members: &str| -> Vec<String> {
+            [rank, "甲公司", name, "2016.05", leader, members].iter().map(|c| c.to_string()).collect()
+        };
+        let header1 = ["序号", "创新工作室所属单位名称", "创新工作室名称", "创建时间", "创新工作室负责人（带头人）基本情况", "创新工作室工作开展基本情况"];
+        let header2 = ["序号", "创新工作室所属单位名称", "创新工作室名称", "创建时间", "姓名", "创新工作室成员人数（人）"];
+        let a = studio("1", "甲公司张三劳模和工匠人才创新工作室", "张三", "8");
+        let b = studio("2", "甲公司李四劳模和\n工匠人才创新工作室", "李\u{3000}四", "6");
+        let rows: Vec<Vec<String>> = vec![
+            vec!["推荐单位（盖章）：犍为县总工会        填报人：李华".into(); 6],
+            header1.iter().map(|c| c.to_string()).collect(),
+            header2.iter().map(|c| c.to_string()).collect(),
+            ["1", "2", "3", "4", "5", "6"].iter().map(|c| c.to_string()).collect(),
+            a,
+            header2.iter().map(|c| c.to_string()).collect(),
+            b,
+            ["合 计", "", "", "", "", "14"].iter().map(|c| c.to_string()).collect(),
+            ["", "", "", "", "", "14"].iter().map(|c| c.to_string()).collect(),
+            vec!["以下为往年推荐名单（仅供参考）".into(); 6],
+            ["", "总计：2个", "", "", "", ""].iter().map(|c| c.to_string()).collect(),
+        ];
+        let doc = Document {
+            format: Format::Docx,
+            blocks: vec![Block::Table(Table { label: "表格1".into(), is_sheet: false, rows })],
+            embedded_images: 0,
+            pictures: Vec::new(),
+        };
+        let s = parse_summary_table("b.docx", &doc);
+        let names: Vec<&str> = s.rows.iter().map(|r| r.get("studio_name").unwrap_or("")).collect();
+        assert_eq!(names, ["甲公司张三劳模和工匠人才创新工作室", "甲公司李四劳模和工匠人才创新工作室"]);
+        assert_eq!(s.rows[1].get("leader"), Some("李\u{3000}四"));
+        assert_eq!(s.rows[1].row_label, "第7行第1列");
+        // Column numbers are not a header nor a studio; ①… and (1)… too.
+        let n = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let cols: Vec<(&'static str, usize)> = vec![("rank", 0), ("unit", 1), ("studio_name", 2), ("leader", 3)];
+        assert_eq!(row_kind(&n(&["①", "②", "③", "④"]), &cols), RowKind::Numbering);
+        assert_eq!(row_kind(&n(&["(1)", "(2)", "(3)", "(4)"]), &cols), RowKind::Numbering);
+        assert_eq!(row_kind(&n(&["1", "甲公司", "甲公司张三劳模和工匠人才创新工作室", "张三"]), &cols), RowKind::Studio);
+        assert_eq!(row_kind(&n(&["", "", "", "张三"]), &cols), RowKind::Studio, "a studio without 序号 is still a studio");
+        assert_eq!(row_kind(&n(&["小计", "", "", ""]), &cols), RowKind::Totals);
+    }
+
+    #[test]
     fn summary_columns_by_meaning() {
         assert_eq!(summary_column("创新成果转化应用节创经济效益累计（万元）"), Some("benefit"));
         assert_eq!(summary_column("创新成果数累计（项）"), Some("achievements"));

@@ -494,6 +494,43 @@ mod tests {
     }
 
     #[test]
+    fn layout_inside_values() {
+        // What every reader does.
+        assert_eq!(normalize("  第一行\r\n第二行\r第三行\u{2028}第四行  "), "第一行\n第二行\n第三行\n第四行");
+        assert_eq!(normalize("甲_x000D_\n乙_x000a_丙_X0009_丁"), "甲\n乙\n丙\t丁");
+        assert_eq!(normalize("张\u{200b}三\u{feff}\u{ad}"), "张三");
+        assert_eq!(normalize("a\u{a0}b\u{3000}c\n\n\n d "), "a b\u{3000}c\nd");
+        assert_eq!(normalize("_x0041_ stays"), "_x0041_ stays");
+        assert_eq!(normalize("plain"), "plain");
+        // One-line values: a break between CJK characters is where the cell wrapped.
+        assert_eq!(clean_value("甲公司张三劳模和\n工匠人才创新工作室"), "甲公司张三劳模和工匠人才创新工作室");
+        assert_eq!(clean_value("\t甲公司\u{a0}班长 "), "甲公司 班长");
+        assert_eq!(clean_value("张\u{3000}三"), "张\u{3000}三");
+        assert_eq!(clean_value("Zhang\nSan"), "Zhang San");
+        assert_eq!(clean_value("甲公司_x000D_\n车间主任"), "甲公司车间主任");
+        assert_eq!(clean_text("第一段\n 第二\t段 "), "第一段\n第二段");
+        // Comparison: all of it gone.
+        assert_eq!(squash("张\u{3000}三_x000D_\n\u{200b}"), "张三");
+        assert_eq!(squash("创新工\r\n作室"), "创新工作室");
+    }
+
+    #[test]
+    fn check_boxes() {
+        assert_eq!(ticked_options("☑是 □否").as_deref(), Some("是"));
+        assert_eq!(ticked_options("☐是　☒否").as_deref(), Some("否"));
+        assert_eq!(ticked_options("■本科 □大专 ■硕士").as_deref(), Some("本科、硕士"));
+        assert_eq!(ticked_options("☐是 ☐否"), None, "nothing ticked: no value");
+        assert_eq!(ticked_options("是"), None);
+        assert_eq!(ticked_options("说明：☑是 □否"), None, "text before the boxes is not a row of boxes");
+        assert_eq!(symbol_glyph("Wingdings 2", 0xf052), Some('☑'));
+        assert_eq!(symbol_glyph("Wingdings 2", 0x00a3), Some('☐'));
+        assert_eq!(symbol_glyph("Wingdings", 0xf0fe), Some('☑'));
+        assert_eq!(symbol_glyph("Wingdings", 0xf0a8), Some('☐'));
+        assert_eq!(symbol_glyph("宋体", 0x221a), Some('√'));
+        assert_eq!(symbol_glyph("Symbol", 0x0001), None);
+    }
+
+    #[test]
     fn counting_characters() {
         assert_eq!(count_chars("一、基本 情况\n abc"), 9);
     }

@@ -802,7 +802,7 @@ fn to_table(
 pub fn cell_text(v: &Data) -> String {
     let text = match v {
         Data::Empty => String::new(),
-        Data::String(s) => crate::core::text::normalize(s),
+        Data::String(s) => s.clone(),
         Data::Int(i) => i.to_string(),
         Data::Float(f) => format_number(*f),
         Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
@@ -817,11 +817,8 @@ pub fn cell_text(v: &Data) -> String {
         Data::DateTimeIso(s) => format_iso_datetime(s),
         Data::DurationIso(s) => s.clone(),
     };
-    // Every kind trimmed: ISO values and error texts come from the file as written.
-    match text.trim() {
-        t if t.len() == text.len() => text,
-        t => t.to_owned(),
-    }
+    // Every kind normalised: ISO values and error texts come from the file as written.
+    crate::core::text::normalize(&text)
 }
 
 /// Up to 10 significant digits, no trailing zeros, no exponent for ordinary values;
