@@ -429,7 +429,7 @@ fn chunk_blocks(
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
     let ext = part.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     if bytes.starts_with(b"PK\x03\x04") || ct.contains("wordprocessingml") || matches!(ext.as_str(), "docx" | "docm" | "dotx") {
-        if depth + 1 >= MAX_CHUNK_DEPTH + 1 {
+        if depth >= MAX_CHUNK_DEPTH {
             return Ok(Vec::new());
         }
         return Ok(read_package(bytes, limits, converters, depth + 1)?.blocks);

@@ -169,7 +169,7 @@ pub fn read_html(html: &str, limits: &Limits) -> Result<Vec<Block>, Unreadable> 
                 }
             }
             ("td" | "th", false) => {
-                close_cell(&mut tables, &mut cell, 1, 1);
+                close_cell(&mut tables, &mut cell);
                 cell = Some(String::new());
                 if let Some(t) = tables.last_mut() {
                     if t.rows.is_empty() {
@@ -186,9 +186,9 @@ pub fn read_html(html: &str, limits: &Limits) -> Result<Vec<Block>, Unreadable> 
                     }
                 }
             }
-            ("td" | "th", true) => close_cell(&mut tables, &mut cell, 1, 1),
+            ("td" | "th", true) => close_cell(&mut tables, &mut cell),
             ("table", true) => {
-                close_cell(&mut tables, &mut cell, 1, 1);
+                close_cell(&mut tables, &mut cell);
                 if let Some(t) = tables.pop() {
                     let table = layout(t, limits)?;
                     if let Some(outer) = tables.last_mut().and_then(|o| o.rows.last_mut()).and_then(|r| r.last_mut()) {
@@ -207,9 +207,8 @@ pub fn read_html(html: &str, limits: &Limits) -> Result<Vec<Block>, Unreadable> 
             }
             _ => {}
         }
-        let _ = closing;
     }
-    close_cell(&mut tables, &mut cell, 1, 1);
+    close_cell(&mut tables, &mut cell);
     while let Some(t) = tables.pop() {
         blocks.push(Block::Table(layout(t, limits)?));
     }
@@ -217,7 +216,8 @@ pub fn read_html(html: &str, limits: &Limits) -> Result<Vec<Block>, Unreadable> 
     Ok(blocks)
 }
 
-fn close_cell(tables: &mut [TableBuild], cell: &mut Option<String>, _c: usize, _r: usize) {
+/// The text gathered for the open cell goes into the cell.
+fn close_cell(tables: &mut [TableBuild], cell: &mut Option<String>) {
     if let Some(text) = cell.take()
         && let Some(c) = tables.last_mut().and_then(|t| t.rows.last_mut()).and_then(|r| r.last_mut())
     {
