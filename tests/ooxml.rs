@@ -12,7 +12,12 @@ use studio_intake::core::{Limits, text};
 use studio_intake::fixtures::{CorpusCase, Expect, ooxml_corpus};
 
 fn format_of(name: &str) -> Format {
-    if name.ends_with(".xlsx") { Format::Xlsx } else { Format::Docx }
+    match name.rsplit('.').next() {
+        Some("xlsx") => Format::Xlsx,
+        Some("ods") => Format::Ods,
+        Some("xls") => Format::Xls,
+        _ => Format::Docx,
+    }
 }
 
 /// A value as the records keep it: no line breaks, tabs, control or invisible characters,
@@ -201,6 +206,38 @@ fn libreoffice_opens_every_corpus_file() {
     assert!(failed.is_empty(), "LibreOffice did not open:\n{}", failed.join("\n"));
     let html = ooxml_corpus().into_iter().find(|c| c.name == "附件1-网页导入.docx").unwrap();
     check_case(&html, &conv).unwrap_or_else(|e| panic!("through LibreOffice: {e}"));
+
+    // The Excel summary tables saved by LibreOffice as .ods and .xls keep their hidden rows,
+    // columns and sheets, totals and numbering rows: read the same.
+    let mut failed = Vec::new();
+    for c in ooxml_corpus().into_iter().filter(|c| c.name.ends_with(".xlsx")) {
+        for (ext, filter) in [("ods", "ods"), ("xls", "xls:MS Excel 97")] {
+            let input = dir.path().join("in.xlsx");
+            std::fs::write(&input, &c.data).unwrap();
+            let _ = std::fs::remove_file(dir.path().join(format!("in.{ext}")));
+            let out = std::process::Command::new(&soffice)
+                .arg("--headless")
+                .arg("--norestore")
+                .arg(format!("-env:UserInstallation=file://{}/profile", dir.path().display()))
+                .arg("--convert-to")
+                .arg(filter)
+                .arg("--outdir")
+                .arg(dir.path())
+                .arg(&input)
+                .output()
+                .unwrap();
+            let Ok(data) = std::fs::read(dir.path().join(format!("in.{ext}"))) else {
+                failed.push(format!("{} → .{ext}: {}", c.name, String::from_utf8_lossy(&out.stderr)));
+                continue;
+            };
+            let name: &'static str = Box::leak(c.name.replace(".xlsx", &format!(".{ext}")).into_boxed_str());
+            let converted = CorpusCase { name, data, ..c.clone() };
+            if let Err(e) = check_case(&converted, &Converters::none()) {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "saved by LibreOffice:\n{}", failed.join("\n\n"));
 }
 
 /// `OOXML_DUMP=dir cargo test --test ooxml dump`: writes the corpus out to look at.
