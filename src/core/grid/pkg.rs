@@ -318,10 +318,15 @@ pub enum MainKind {
 }
 
 pub fn main_kind(content_type: &str) -> Option<MainKind> {
+    // …wordprocessingml.document.main+xml, …template.main+xml, ms-word.document.macroEnabled
+    // .main+xml (.docm); the same for spreadsheets (.xlsx, .xltx, .xlsm). A binary workbook
+    // (.xlsb, `…sheet.binary.macroEnabled.main`) is not read here.
     let t = content_type.trim().to_ascii_lowercase();
-    if t.contains("wordprocessingml") && t.ends_with("main+xml") {
+    if !t.ends_with("main+xml") {
+        None
+    } else if t.contains("wordprocessingml") || t.contains("ms-word") {
         Some(MainKind::Word)
-    } else if t.contains("spreadsheetml") && t.ends_with("main+xml") {
+    } else if t.contains("spreadsheetml") || t.contains("ms-excel") {
         Some(MainKind::Excel)
     } else {
         None
