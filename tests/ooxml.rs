@@ -6,10 +6,14 @@
 
 use std::time::Duration;
 
+use studio_intake::config::{Config, Unit, UnitKind};
+use studio_intake::core::findings::Code;
 use studio_intake::core::forms::{self, Kind};
 use studio_intake::core::grid::{self, Converters, Format};
-use studio_intake::core::{Limits, text};
-use studio_intake::fixtures::{CorpusCase, Expect, ooxml_corpus};
+use studio_intake::core::{self, Context, Limits, text};
+use studio_intake::fixtures::{
+    self, CorpusCase, Expect, MailClient, SheetTool, StudioSpec, SubmissionOptions, SummaryExtras, UnitSpec, ooxml_corpus,
+};
 
 fn format_of(name: &str) -> Format {
     match name.rsplit('.').next() {
@@ -247,5 +251,49 @@ fn dump() {
         for c in ooxml_corpus() {
             std::fs::write(std::path::Path::new(&dir).join(c.name), &c.data).unwrap();
         }
+    }
+}
+
+/// A whole submission whose 附件2 carries rows and columns that are not studios (totals,
+/// column numbers, the header again, a withdrawn studio in a hidden row, a hidden column, a
+/// 备注 column, last year's table in a hidden sheet; or the WPS .docx with 备注, numbers, 合计
+/// and a remark): accepted as the same submission without them is, no finding about a studio
+/// that does not exist.
+#[test]
+fn rows_that_are_not_studios_change_nothing_in_the_verdict() {
+    let u = UnitSpec::sample(3, 3);
+    let mut config = Config::builtin();
+    config.units.retain(|x| x.name != u.unit);
+    config.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
+    let converters = Converters::none();
+    let extras = SummaryExtras {
+        numbering_row: true,
+        hidden_studios: vec![StudioSpec::sample(41)],
+        repeated_header: true,
+        totals_row: true,
+        remark_column: true,
+        hidden_column_after_leader: true,
+        hidden_sheet_before: Some(UnitSpec::sample(8, 1)),
+    };
+    let variants: [(&str, Vec<u8>); 2] = [
+        ("附件2推荐汇总表.xlsx", fixtures::summary_table_xlsx_with(&u, SheetTool::Excel, &extras)),
+        ("附件2推荐汇总表.docx", fixtures::summary_docx_with_extras(&u)),
+    ];
+    for (name, summary) in variants {
+        let mut mail = fixtures::submission_mail(&u, MailClient::Outlook, &SubmissionOptions::default());
+        let slot = mail.attachments.iter_mut().find(|(n, _)| n.contains("汇总表") || n.contains("附件2")).expect("the summary table");
+        *slot = (name.to_owned(), summary);
+        let raw = fixtures::build_eml(&mail);
+        let ctx = Context::new(config.policy(), &converters);
+        let o = core::process(&raw, &ctx).expect("a mail");
+        let untitled = u.studios.iter().filter(|s| s.titled.trim() == "否").count();
+        let others: Vec<String> = o
+            .findings
+            .iter()
+            .filter(|f| f.code != Code::FormLeaderNotTitled)
+            .map(|f| format!("{} [{}] {} @ {}", f.code.as_str(), f.studio.as_deref().unwrap_or("-"), f.message, f.location))
+            .collect();
+        assert!(others.is_empty(), "{name}: {others:#?}");
+        assert_eq!(o.findings.len(), untitled, "{name}");
     }
 }
