@@ -297,3 +297,4 @@ fn rows_that_are_not_studios_change_nothing_in_the_verdict() {
         assert_eq!(o.findings.len(), untitled, "{name}");
     }
 }
+

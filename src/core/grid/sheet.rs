@@ -295,11 +295,21 @@ fn xlsx_visibility(zip: &mut Zip<'_>, names: &[String], parts: &[(String, Vec<u8
             _ => {}
         }
     }
+    // Each part scanned once, however many sheets name it.
+    let mut scanned: std::collections::HashMap<String, (Vec<(u64, u64)>, Vec<(u64, u64)>)> = std::collections::HashMap::new();
     for (name, state, id) in sheets {
         let mut hidden = Hidden { hidden_sheet: matches!(state.trim(), "hidden" | "veryHidden"), ..Hidden::default() };
         let target = id.and_then(|id| rels.iter().find(|r| r.id == id).map(|r| r.target.clone()));
-        if let Some(xml) = target.as_deref().and_then(part) {
-            scan_hidden(xml, &mut hidden);
+        if let Some(target) = target {
+            let (rows, cols) = scanned.entry(target.clone()).or_insert_with(|| {
+                let mut h = Hidden::default();
+                if let Some(xml) = part(&target) {
+                    scan_hidden(xml, &mut h);
+                }
+                (h.rows, h.cols)
+            });
+            hidden.rows = rows.clone();
+            hidden.cols = cols.clone();
         }
         out.insert(name, hidden);
     }
