@@ -615,8 +615,10 @@ const DOCX_VOCAB: XmlVocab = XmlVocab {
         "w:p", "w:r", "w:t", "w:tbl", "w:tr", "w:tc", "w:tcPr", "w:gridSpan", "w:vMerge", "w:trPr", "w:gridBefore",
         "w:gridAfter", "w:sdt", "w:sdtContent", "w:txbxContent", "mc:AlternateContent", "mc:Choice", "mc:Fallback",
         "w:br", "w:tab", "w:ins", "w:del", "w:customXml", "w:smartTag", "w:body", "w:document", "w:rPr", "w:pPr",
+        "w:altChunk", "w:fldChar", "w:ffData", "w:sym", "w:vanish", "w:moveFrom", "w:moveTo", "w:fldSimple", "w:hdr",
+        "w:sdtPr", "Relationship", "Override",
     ],
-    attrs: &["w:val", "val", "w:w", "w:type", "xml:space", "xmlns:w"],
+    attrs: &["w:val", "val", "w:w", "w:type", "xml:space", "xmlns:w", "r:id", "w:fldCharType", "w:char", "w:font", "Target", "Type", "PartName"],
     snippets: &[
         r#"<w:tc><w:tcPr><w:gridSpan w:val="{N}"/></w:tcPr><w:p><w:r><w:t>{T}</w:t></w:r></w:p></w:tc>"#,
         r#"<w:tc><w:tcPr><w:vMerge/></w:tcPr><w:p/></w:tc>"#,
@@ -634,6 +636,21 @@ const DOCX_VOCAB: XmlVocab = XmlVocab {
         r#"<![CDATA[{T}]]>"#,
         r#"<!-- {T} --><?pi {T}?>"#,
         r#"<x:unknown xmlns:x="urn:x"><w:p><w:r><w:t>{T}</w:t></w:r></w:p></x:unknown>"#,
+        r#"<w:altChunk r:id="rId{N}"/>"#,
+        r#"<w:altChunk r:id="rIdChunk1"/>"#,
+        r#"<w:r><w:fldChar w:fldCharType="begin"><w:ffData><w:checkBox><w:default w:val="{N}"/><w:checked/></w:checkBox></w:ffData></w:fldChar></w:r><w:r><w:instrText>{T}</w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>{T}</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r>"#,
+        r#"<w:r><w:fldChar w:fldCharType="begin"><w:ffData><w:ddList><w:result w:val="{N}"/><w:listEntry w:val="{T}"/></w:ddList></w:ffData></w:fldChar></w:r>"#,
+        r#"<w:fldSimple w:instr=" {T} "><w:r><w:t>{T}</w:t></w:r></w:fldSimple>"#,
+        r#"<w:r><w:sym w:font="Wingdings" w:char="F0{N}"/></w:r>"#,
+        r#"<w:r><w:rPr><w:vanish/></w:rPr><w:t>{T}</w:t></w:r>"#,
+        r#"<w:tr><w:trPr><w:del w:id="{N}"/></w:trPr><w:tc><w:p><w:r><w:t>{T}</w:t></w:r></w:p></w:tc></w:tr>"#,
+        r#"<w:sdt><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent><w:r><w:t>{T}</w:t></w:r></w:sdtContent></w:sdt>"#,
+        r#"<w:moveFrom><w:r><w:t>{T}</w:t></w:r></w:moveFrom><w:moveTo><w:r><w:t>{T}</w:t></w:r></w:moveTo>"#,
+        r#"<Relationship Id="rId{N}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/aFChunk" Target="{T}"/>"#,
+        r#"<Relationship Id="rId{N}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="{T}"/>"#,
+        r#"<Relationship Id="rId{N}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/header" Target="../{T}"/>"#,
+        r#"<Override PartName="/{T}" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>"#,
+        r#"<table><tr><td colspan="{N}" rowspan="{N}">{T}</td><td>&#{N};&nbsp;</td></tr></table>"#,
     ],
     wrappers: &[
         ("<w:tbl><w:tr><w:tc>", "</w:tc></w:tr></w:tbl>"),
@@ -651,7 +668,10 @@ const XLSX_VOCAB: XmlVocab = XmlVocab {
         "row", "c", "v", "is", "t", "f", "si", "r", "dimension", "mergeCell", "mergeCells", "sheetData", "sheet",
         "sheets", "col", "cols", "worksheet", "sst", "workbook", "Override", "Default", "Relationship",
     ],
-    attrs: &["r", "ref", "t", "s", "count", "uniqueCount", "sheetId", "r:id", "spans", "name", "Target", "ContentType", "PartName"],
+    attrs: &[
+        "r", "ref", "t", "s", "count", "uniqueCount", "sheetId", "r:id", "spans", "name", "Target", "ContentType", "PartName",
+        "hidden", "state", "min", "max", "si",
+    ],
     snippets: &[
         r#"<dimension ref="{R}"/>"#,
         r#"<mergeCells count="{N}"><mergeCell ref="{R}:{R}"/></mergeCells>"#,
@@ -673,6 +693,14 @@ const XLSX_VOCAB: XmlVocab = XmlVocab {
         r#"<Relationship Id="rId{N}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="{T}"/>"#,
         r#"<numFmt numFmtId="{N}" formatCode="yyyy-mm-dd"/>"#,
         r#"<!DOCTYPE x [<!ENTITY a "{T}{T}{T}">]>"#,
+        r#"<row r="{N}" hidden="1"><c r="{R}" t="inlineStr"><is><t>{T}</t></is></c></row>"#,
+        r#"<cols><col min="{N}" max="{N}" width="0" hidden="1"/></cols>"#,
+        r#"<sheet name="{T}" sheetId="{N}" state="hidden" r:id="rId{N}"/>"#,
+        r#"<c r="{R}"><f t="shared" ref="{R}:{R}" si="{N}">SUM(A1:A2)</f><v>{N}</v></c>"#,
+        r#"<c r="{R}"><f t="shared" si="{N}"/><v>{N}</v></c>"#,
+        r#"<c r="{R}"><f t="array" ref="{R}">SUM(1,2)</f><v>3</v></c>"#,
+        r#"<c t="inlineStr"><is><t>{T}_x000D_</t></is></c>"#,
+        r#"<si><r><t>{T}</t></r><rPh sb="0" eb="1"><t>{T}</t></rPh></si>"#,
     ],
     wrappers: &[("<row>", "</row>"), ("<c>", "</c>"), ("<is>", "</is>"), ("<sheetData>", "</sheetData>")],
 };
@@ -1128,6 +1156,16 @@ fn seeds() -> &'static Seeds {
             xlsx_files.push(fixtures::approval_form_xlsx(&studio, tool));
             xlsx_files.push(fixtures::summary_table_xlsx(&unit, tool));
         }
+        // Documents as editors leave them (tests/ooxml.rs): track changes, fields, check
+        // boxes, altChunk parts, headers, a main part elsewhere; formulas, hidden rows,
+        // columns and sheets, inline and rich strings, no cell references.
+        for case in fixtures::ooxml_corpus() {
+            if case.name.ends_with(".xlsx") {
+                xlsx_files.push(case.data);
+            } else {
+                docx_files.push(case.data);
+            }
+        }
         let ods = fixture("grid/summary.ods");
         let xls = fixture("grid/summary.xls");
         let photos = vec![
@@ -1197,7 +1235,10 @@ fn limits(rng: &mut Rng) -> Limits {
 
 // ======================================================================= grid oracle
 
-const DOCX_PARTS: &[&str] = &["word/document.xml", "[Content_Types].xml", "word/_rels/document.xml.rels"];
+const DOCX_PARTS: &[&str] = &[
+    "word/document.xml", "[Content_Types].xml", "word/_rels/document.xml.rels", "_rels/.rels", "word/document2.xml",
+    "word/_rels/document2.xml.rels", "word/header1.xml", "word/afchunk.htm",
+];
 const XLSX_PARTS: &[&str] = &[
     "xl/worksheets/sheet1.xml", "xl/sharedStrings.xml", "xl/workbook.xml", "[Content_Types].xml", "xl/_rels/workbook.xml.rels",
     "xl/styles.xml",
@@ -1234,11 +1275,17 @@ fn check_tables(doc: &Document, limits: &Limits) -> Result<(), String> {
         if let Some(cell) = t.rows.iter().flatten().find(|c| c.trim() != c.as_str()) {
             return Err(format!("{}: cell text not trimmed: {cell:?}", t.label));
         }
+        if let Some(cell) = t.rows.iter().flatten().find(|c| text::normalize(c) != c.as_str()) {
+            return Err(format!("{}: cell text not normalised (text::normalize): {cell:?}", t.label));
+        }
         let cells = (t.rows.len() * width) as u64;
         if cells > limits.max_cells {
             return Err(format!("{}: {} rows × {width} columns = {cells} cells, over max_cells {}", t.label, t.rows.len(), limits.max_cells));
         }
         total += cells;
+    }
+    if let Some(p) = doc.paragraphs().find(|p| p.is_empty() || text::normalize(p) != *p) {
+        return Err(format!("paragraph not normalised (text::normalize): {p:?}"));
     }
     // The .docx reader counts the cells of all its tables together.
     if doc.format == Format::Docx && total > limits.max_cells {

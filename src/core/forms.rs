@@ -501,8 +501,24 @@ pub fn parse_approval_form(file: &str, doc: &Document) -> ApprovalForm {
     ApprovalForm { file: file.to_owned(), fields, pictures: pictures_of(file, &doc) }
 }
 
+/// A value as kept in a record: the layout inside it taken out (see [`text::clean_value`]),
+/// free text keeping its lines, a row of check boxes read as the ticked option.
+fn keep_value(raw: &str, free_text: bool) -> String {
+    if free_text {
+        return text::clean_text(raw);
+    }
+    let v = text::clean_value(raw);
+    text::ticked_options(&v).unwrap_or(v)
+}
+
 fn find_labelled(grids: &[Grid<'_>], spec: &Spec, names: &[String]) -> Field {
-    let field = |value: Option<String>, location: String| Field { key: spec.key, label: spec.label, value, location };
+    let free_text = matches!(spec.shape, Shape::Block);
+    let field = |value: Option<String>, location: String| Field {
+        key: spec.key,
+        label: spec.label,
+        value: value.map(|v| keep_value(&v, free_text)),
+        location,
+    };
     for name in names {
         for at in all_cells(grids) {
             let cell = at.squashed();
@@ -730,6 +746,90 @@ fn summary_header(t: &Table) -> Option<(usize, usize, Vec<(&'static str, usize)>
     None
 }
 
+/// What a row below the summary table's header is, as a person reading the printed table
+/// sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    /// A studio (or an empty row, which the caller skips).
+    Studio,
+    /// 合计/总计/小计: sums of the rows above, by label or as numbers without any studio.
+    Totals,
+    /// The column numbers 1…16 (or ①…⑯) printed under the header.
+    Numbering,
+    /// The header again (a second header row, a header repeated for a new page).
+    Header,
+    /// One text merged across the table (a remark, a heading for a group of rows).
+    Note,
+}
+
+/// Words that open a totals row.
+const TOTAL_WORDS: &[&str] = &["合计", "总计", "小计", "共计", "总数", "汇总", "累计"];
+
+/// Columns that say which studio a row is; a row with none of them is not a studio.
+const IDENTITY_COLUMNS: &[&str] = &["unit", "studio_name", "created", "leader", "leader_workplace", "titled", "phone"];
+
+/// `3`, `(3)`, `（3）`, `3.`, `③` → 3.
+fn column_number(cell: &str) -> Option<u32> {
+    let t = cell.trim_matches(['(', ')', '.', '、']);
+    if let Some(c) = t.chars().next().filter(|_| t.chars().count() == 1)
+        && ('①'..='⑳').contains(&c)
+    {
+        return Some(c as u32 - '①' as u32 + 1);
+    }
+    if !t.is_empty() && t.len() <= 3 && t.chars().all(|c| c.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    None
+}
+
+fn row_kind(row: &[String], columns: &[(&'static str, usize)]) -> RowKind {
+    let squashed: Vec<String> = row.iter().map(|c| squash(c)).collect();
+    let filled: Vec<&str> = squashed.iter().map(String::as_str).filter(|c| text::is_filled(c)).collect();
+    if filled.is_empty() {
+        return RowKind::Studio;
+    }
+    let at = |key: &str| -> &str {
+        columns.iter().find(|(k, _)| *k == key).and_then(|&(_, c)| squashed.get(c)).map_or("", String::as_str)
+    };
+    // Distinct values in reading order (a merged cell repeats its value).
+    let mut distinct: Vec<&str> = Vec::new();
+    for c in &filled {
+        if distinct.last() != Some(c) {
+            distinct.push(c);
+        }
+    }
+    let mut unique = distinct.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() == 1 && filled.len() >= 3 {
+        return RowKind::Note;
+    }
+    // 合计 in the first cell or in a column that names a studio.
+    let opens_total = |c: &str| TOTAL_WORDS.iter().any(|w| c.starts_with(w)) && c.chars().count() <= 16;
+    if opens_total(distinct[0]) || ["rank", "unit", "studio_name", "leader"].iter().any(|k| opens_total(at(k))) {
+        return RowKind::Totals;
+    }
+    // 1 2 3 … under the header: every value a small number, each one more than the last.
+    let numbers: Vec<u32> = distinct.iter().filter_map(|c| column_number(c)).collect();
+    if numbers.len() == distinct.len() && numbers.len() >= 4 && numbers.windows(2).all(|w| w[1] == w[0] + 1) && numbers[0] <= 2 {
+        return RowKind::Numbering;
+    }
+    // The header again: 序号 in the rank column, or most named columns holding their own name.
+    let rank = at("rank");
+    let own_names = columns.iter().filter(|&&(k, c)| squashed.get(c).is_some_and(|v| !v.is_empty() && summary_column(v) == Some(k))).count();
+    let named = columns.iter().filter(|&&(_, c)| squashed.get(c).is_some_and(|v| !v.is_empty())).count();
+    if matches!(rank, "序号" | "排序" | "排名") || (own_names >= 3 && own_names * 5 >= named * 3 && column_number(rank).is_none()) {
+        return RowKind::Header;
+    }
+    // Numbers without a studio and without a 序号 of their own: sums (formulas) under the
+    // studios, their label lost or in a column that is not one of the notice's.
+    let identity = IDENTITY_COLUMNS.iter().any(|k| text::is_filled(at(k)));
+    if !identity && column_number(rank).is_none() {
+        return RowKind::Totals;
+    }
+    RowKind::Studio
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// 1-based row as the user sees it (spreadsheet row number or table row).
@@ -793,12 +893,15 @@ pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
                         if first.starts_with("填表要求") || first.starts_with("填表说明") || first.starts_with("注") && first.len() > 6 {
                             break;
                         }
+                        if row_kind(row, &columns) != RowKind::Studio {
+                            continue;
+                        }
                         let cells: Vec<Field> = columns
                             .iter()
                             .map(|&(key, c)| Field {
                                 key,
                                 label: summary_column_label(key),
-                                value: Some(row.get(c).cloned().unwrap_or_default()),
+                                value: Some(keep_value(row.get(c).map_or("", String::as_str), false)),
                                 location: format!("{} {}", t.label, t.cell_ref(r, c)),
                             })
                             .collect();
@@ -822,14 +925,14 @@ pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
             let rest = rest.trim_start().trim_start_matches("(盖章)").trim_start_matches("（盖章）");
             let rest = rest.trim_start().trim_start_matches([':', '：']);
             let end = ["填报人", "联系电话", "填报日期", "日期"].iter().filter_map(|k| rest.find(k)).min().unwrap_or(rest.len());
-            let unit = rest[..end].trim().trim_end_matches([':', '：', ' ']).trim();
-            out.recommending_unit = Some(unit.to_owned()).filter(|u| text::is_filled(u));
+            let unit = text::clean_value(rest[..end].trim().trim_end_matches([':', '：', ' ']));
+            out.recommending_unit = Some(unit).filter(|u| text::is_filled(u));
         }
         if let Some(i) = line.find("填报人") {
             let rest = line[i + "填报人".len()..].trim_start().trim_start_matches([':', '：']);
             let end = ["联系电话", "电话", "填报日期", "日期"].iter().filter_map(|k| rest.find(k)).min().unwrap_or(rest.len());
-            let filler = rest[..end].trim().trim_end_matches([':', '：', ' ']).trim();
-            out.filler = Some(filler.to_owned()).filter(|f| text::is_filled(f));
+            let filler = text::clean_value(rest[..end].trim().trim_end_matches([':', '：', ' ']));
+            out.filler = Some(filler).filter(|f| text::is_filled(f));
         }
     }
     out
@@ -986,6 +1089,49 @@ mod tests {
         assert_eq!(s.rows[0].get("leader"), Some("张三"));
         assert_eq!(s.rows[0].get("members"), Some("8"));
         assert_eq!(s.rows[0].get("rank"), Some("1"));
+    }
+
+    #[test]
+    fn summary_rows_that_are_not_studios() {
+        let studio = |rank: &str, name: &str, leader: &str, members: &str| -> Vec<String> {
+            [rank, "甲公司", name, "2016.05", leader, members].iter().map(|c| c.to_string()).collect()
+        };
+        let header1 = ["序号", "创新工作室所属单位名称", "创新工作室名称", "创建时间", "创新工作室负责人（带头人）基本情况", "创新工作室工作开展基本情况"];
+        let header2 = ["序号", "创新工作室所属单位名称", "创新工作室名称", "创建时间", "姓名", "创新工作室成员人数（人）"];
+        let a = studio("1", "甲公司张三劳模和工匠人才创新工作室", "张三", "8");
+        let b = studio("2", "甲公司李四劳模和\n工匠人才创新工作室", "李\u{3000}四", "6");
+        let rows: Vec<Vec<String>> = vec![
+            vec!["推荐单位（盖章）：犍为县总工会        填报人：李华".into(); 6],
+            header1.iter().map(|c| c.to_string()).collect(),
+            header2.iter().map(|c| c.to_string()).collect(),
+            ["1", "2", "3", "4", "5", "6"].iter().map(|c| c.to_string()).collect(),
+            a,
+            header2.iter().map(|c| c.to_string()).collect(),
+            b,
+            ["合 计", "", "", "", "", "14"].iter().map(|c| c.to_string()).collect(),
+            ["", "", "", "", "", "14"].iter().map(|c| c.to_string()).collect(),
+            vec!["以下为往年推荐名单（仅供参考）".into(); 6],
+            ["", "总计：2个", "", "", "", ""].iter().map(|c| c.to_string()).collect(),
+        ];
+        let doc = Document {
+            format: Format::Docx,
+            blocks: vec![Block::Table(Table { label: "表格1".into(), is_sheet: false, rows })],
+            embedded_images: 0,
+            pictures: Vec::new(),
+        };
+        let s = parse_summary_table("b.docx", &doc);
+        let names: Vec<&str> = s.rows.iter().map(|r| r.get("studio_name").unwrap_or("")).collect();
+        assert_eq!(names, ["甲公司张三劳模和工匠人才创新工作室", "甲公司李四劳模和工匠人才创新工作室"]);
+        assert_eq!(s.rows[1].get("leader"), Some("李\u{3000}四"));
+        assert_eq!(s.rows[1].row_label, "第7行第1列");
+        // Column numbers are not a header nor a studio; ①… and (1)… too.
+        let n = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let cols: Vec<(&'static str, usize)> = vec![("rank", 0), ("unit", 1), ("studio_name", 2), ("leader", 3)];
+        assert_eq!(row_kind(&n(&["①", "②", "③", "④"]), &cols), RowKind::Numbering);
+        assert_eq!(row_kind(&n(&["(1)", "(2)", "(3)", "(4)"]), &cols), RowKind::Numbering);
+        assert_eq!(row_kind(&n(&["1", "甲公司", "甲公司张三劳模和工匠人才创新工作室", "张三"]), &cols), RowKind::Studio);
+        assert_eq!(row_kind(&n(&["", "", "", "张三"]), &cols), RowKind::Studio, "a studio without 序号 is still a studio");
+        assert_eq!(row_kind(&n(&["小计", "", "", ""]), &cols), RowKind::Totals);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One reader over tables and text: `.xlsx/.xls/.ods` through calamine (guarded against
-//! dimension and decompression bombs and its panics), `.docx` through zip + quick-xml
-//! (merged cells resolved), legacy `.doc`/`.pdf` (and WPS `.wps`/`.et`) through optional
-//! external converters.
+//! dimension and decompression bombs and its panics; hidden sheets, rows and columns left
+//! out), `.docx` through zip + quick-xml following the package's relationships (merged cells
+//! resolved, `altChunk` parts and form headers read, only the text Word shows), legacy
+//! `.doc`/`.pdf` (and WPS `.wps`/`.et`) through optional external converters. Every text
+//! goes through [`crate::core::text::normalize`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use super::{Limits, Unreadable};
 
 mod convert;
 mod docx;
+mod html;
 mod pkg;
 mod sheet;
 mod sniff;
@@ -54,8 +57,10 @@ pub struct Table {
     /// True for spreadsheet sheets (locations print as `B3`), false for document tables
     /// (locations print as `第3行第2列`).
     pub is_sheet: bool,
-    /// Cell text, trimmed; paragraphs inside a cell joined with `\n`; numbers without a
-    /// trailing `.0`; date cells as `YYYY-MM-DD`.
+    /// Cell text as [`crate::core::text::normalize`] leaves it (line breaks `\n`, no
+    /// invisible characters or `_x000D_` escapes, lines trimmed); paragraphs inside a cell
+    /// joined with `\n`; numbers without a trailing `.0`; date cells as `YYYY-MM-DD`. Rows
+    /// and columns the spreadsheet hides are empty (a merged cell shown across them stays).
     pub rows: Vec<Vec<String>>,
 }
 
@@ -203,7 +208,7 @@ fn read_as(
             }
             other => other,
         },
-        Format::Docx => docx::read_docx(data, limits),
+        Format::Docx => docx::read_docx_with(data, limits, converters),
         Format::Doc | Format::Odt => {
             if converters.soffice.is_some() {
                 convert::via_soffice(data, format, limits, converters)
@@ -257,9 +262,9 @@ fn read_text(data: &[u8]) -> Document {
 
 pub(crate) fn lines_to_paragraphs(text: &str) -> Vec<Block> {
     text.lines()
-        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{c}'))
+        .map(crate::core::text::normalize)
         .filter(|l| !l.is_empty())
-        .map(|l| Block::Paragraph(l.to_string()))
+        .map(Block::Paragraph)
         .collect()
 }
 

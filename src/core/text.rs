@@ -9,31 +9,229 @@ use serde::Serialize;
 pub fn halfwidth(s: &str) -> String {
     s.chars()
         .map(|c| match c {
-            '\u{3000}' | '\u{a0}' => ' ',
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            c if is_space(c) => ' ',
             _ => c,
         })
         .collect()
 }
 
-/// The comparison form of a label or name: half-width, without any white space or invisible
-/// characters, so `创新工\n作室基\n本情况` == `创新工作室基本情况`.
+// ---------------------------------------------------------------------------------------
+// Layout inside values: the one place where line breaks, tabs, odd spaces, invisible
+// characters and Office's `_xHHHH_` escapes are dealt with. The readers call [`normalize`]
+// on every paragraph and cell; the form parsers keep a value with [`clean_value`] (one
+// line) or [`clean_text`] (free text); comparisons use [`squash`].
+// ---------------------------------------------------------------------------------------
+
+/// A space a person sees as a space: the ASCII one, no-break spaces, the ideographic space
+/// and the other Unicode spaces (not line breaks or tabs).
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\u{a0}' | '\u{3000}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{1680}')
+}
+
+/// Characters that print as nothing: zero-width spaces and joiners, direction marks, the
+/// byte-order mark, soft hyphens.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{ad}' | '\u{180e}'
+    )
+}
+
+/// Line breaks of any kind: LF, CR, vertical tab (Excel's Alt+Enter in some writers), form
+/// feed, NEL and the Unicode line and paragraph separators.
+fn is_line_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// `_x000D_`, `_x000a_`, `_x0009_`: Office's escape of a control character in a string. A
+/// writer that escapes twice (or a program that copies the stored form) leaves them in the
+/// text; they stand for a line break or a tab, never for the letters.
+fn layout_escape(s: &str) -> Option<(char, usize)> {
+    let b = s.as_bytes();
+    if b.len() < 7 || b[0] != b'_' || !(b[1] == b'x' || b[1] == b'X') || b[6] != b'_' {
+        return None;
+    }
+    let hex = std::str::from_utf8(&b[2..6]).ok()?;
+    let code = u32::from_str_radix(hex, 16).ok()?;
+    match code {
+        0x0a | 0x0d => Some(('\n', 7)),
+        0x09 => Some(('\t', 7)),
+        0x00..=0x1f => Some(('\u{200b}', 7)),
+        _ => None,
+    }
+}
+
+/// What every reader does to the text it extracts (a paragraph, a cell): layout escapes
+/// decoded, every line break made `\n` (CR LF counting once), invisible characters and
+/// control characters dropped, odd spaces made ASCII spaces, each line's ends trimmed, blank
+/// lines dropped. Words, tabs inside a line and full-width characters stay as written.
+pub fn normalize(s: &str) -> String {
+    let plain = |c: char| !c.is_control() && !is_invisible(c) && !is_line_break(c) && (c == ' ' || !is_space(c));
+    if s.chars().all(plain) && !s.contains("_x") && !s.contains("_X") && s.trim_matches([' ', '\u{3000}']) == s {
+        return s.to_owned();
+    }
+    let mut chars = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut prev_cr = false;
+    while let Some(c) = rest.chars().next() {
+        let (c, len) = if c == '_' { layout_escape(rest).unwrap_or((c, 1)) } else { (c, c.len_utf8()) };
+        rest = &rest[len..];
+        if c == '\n' && prev_cr {
+            prev_cr = false;
+            continue;
+        }
+        prev_cr = c == '\r';
+        if is_line_break(c) {
+            chars.push('\n');
+        } else if c == '\t' {
+            chars.push('\t');
+        } else if is_space(c) {
+            chars.push(if c == '\u{3000}' { c } else { ' ' });
+        } else if !c.is_control() && !is_invisible(c) {
+            chars.push(c);
+        }
+    }
+    let lines: Vec<&str> = chars.split('\n').map(|l| l.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\u{3000}')).filter(|l| !l.is_empty()).collect();
+    lines.join("\n")
+}
+
+/// CJK ideographs, kana, hangul and full-width punctuation: scripts written without spaces,
+/// where a line break inside a value is only where the cell wrapped.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x2e80..=0x2fff | 0x3001..=0x303f | 0x3040..=0x30ff | 0x3100..=0x31ff | 0x3400..=0x4dbf
+        | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff | 0xfe30..=0xfe4f | 0xff00..=0xffef
+        | 0x20000..=0x3134f)
+}
+
+/// A one-line value as a person reads it off the printed form: [`normalize`]d, then the
+/// layout inside it taken out — a line break or tab between two CJK characters is where the
+/// cell wrapped (nothing), elsewhere it is a space; runs of spaces become one. `甲公司张三\n
+/// 劳模和工匠人才创新工作室` is `甲公司张三劳模和工匠人才创新工作室`; `甲公司 班长` stays.
+pub fn clean_value(s: &str) -> String {
+    let n = normalize(s);
+    let chars: Vec<char> = n.chars().collect();
+    let mut out = String::with_capacity(n.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\n' || c == '\t' || is_space(c) {
+            let start = i;
+            let mut layout = false;
+            while i < chars.len() && (chars[i] == '\n' || chars[i] == '\t' || is_space(chars[i])) {
+                layout |= chars[i] == '\n' || chars[i] == '\t';
+                i += 1;
+            }
+            let before = out.chars().last();
+            let after = chars.get(i).copied();
+            let (Some(b), Some(a)) = (before, after) else { continue };
+            if layout && (is_cjk(b) || is_cjk(a)) {
+                continue;
+            }
+            // An ideographic space between words is kept as the writer's own spacing.
+            if !layout && chars[start..i].iter().all(|&c| c == '\u{3000}') {
+                out.push('\u{3000}');
+            } else {
+                out.push(' ');
+            }
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Free text (简介, opinions, materials) as a person reads it: [`normalize`]d paragraphs,
+/// each line [`clean_value`]d, kept on their own lines.
+pub fn clean_text(s: &str) -> String {
+    normalize(s).lines().map(clean_value).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+/// The comparison form of a label or name: half-width, without any white space, layout
+/// escapes or invisible characters, so `创新工\n作室基\n本情况` == `创新工作室基本情况` and
+/// `张三_x000D_` == `张三`.
 pub fn squash(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        let (c, len) = if c == '_' { layout_escape(rest).unwrap_or((c, 1)) } else { (c, c.len_utf8()) };
+        rest = &rest[len..];
         let c = match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
             c => c,
         };
-        if !c.is_whitespace() && !is_invisible(c) {
+        if !c.is_whitespace() && !is_invisible(c) && !c.is_control() {
             out.push(c);
         }
     }
     out
 }
 
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+/// Check-box glyphs as Word, WPS and the symbol fonts draw them: (glyph, ticked).
+const BOXES: &[(char, bool)] = &[
+    ('☐', false), ('□', false), ('○', false), ('◯', false), ('〇', false),
+    ('☑', true), ('☒', true), ('■', true), ('√', true), ('✓', true), ('✔', true), ('●', true), ('◉', true), ('⊙', true), ('▣', true),
+];
+
+/// `☑是 □否` → `是`: when a value is a row of check boxes, the options whose box is ticked
+/// (joined with `、`). `None` when the value is not a row of check boxes (fewer than two
+/// boxes, or none ticked, or text before the first box).
+pub fn ticked_options(s: &str) -> Option<String> {
+    let t = squash(s);
+    let boxes = t.chars().filter(|c| BOXES.iter().any(|(b, _)| b == c)).count();
+    if boxes < 2 || !t.starts_with(|c: char| BOXES.iter().any(|(b, _)| *b == c)) {
+        return None;
+    }
+    let mut ticked = Vec::new();
+    let mut current: Option<(bool, String)> = None;
+    for c in t.chars() {
+        if let Some((_, on)) = BOXES.iter().find(|(b, _)| *b == c) {
+            if let Some((true, text)) = current.take() {
+                ticked.push(text);
+            }
+            current = Some((*on, String::new()));
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push(c);
+        }
+    }
+    if let Some((true, text)) = current {
+        ticked.push(text);
+    }
+    let ticked: Vec<String> = ticked.into_iter().map(|t| t.trim_matches([',', '，', '、', ';', '；']).to_owned()).filter(|t| !t.is_empty()).collect();
+    (!ticked.is_empty()).then(|| ticked.join("、"))
+}
+
+/// The glyph a symbol-font character draws (`w:sym w:font="Wingdings" w:char="F0FE"`), for
+/// the check boxes and ticks forms use; `None` for anything else.
+pub fn symbol_glyph(font: &str, code: u32) -> Option<char> {
+    let code = if (0xf000..=0xf0ff).contains(&code) { code - 0xf000 } else { code };
+    let font = font.to_ascii_lowercase();
+    let c = if font.starts_with("wingdings 2") {
+        match code {
+            0x52 | 0x51 => '☑',
+            0x53 | 0x54 | 0x4f => '☒',
+            0xa3 | 0x2a | 0xa2 => '☐',
+            0x50 => '✓',
+            _ => return None,
+        }
+    } else if font.starts_with("wingdings") {
+        match code {
+            0xfe => '☑',
+            0xfd | 0x78 => '☒',
+            0xa8 | 0x6f | 0x71 => '☐',
+            0xfc => '✓',
+            0xfb => '✗',
+            0xa1 => '○',
+            0xa4 => '◉',
+            _ => return None,
+        }
+    } else {
+        let c = char::from_u32(code)?;
+        if c.is_control() { return None } else { c }
+    };
+    Some(c)
 }
 
 /// Characters as the notice counts them (字数): every non-whitespace character, a CJK
@@ -293,6 +491,43 @@ mod tests {
         assert_eq!(parse_date("去年"), None);
         assert!(ym.agrees_with(&ymd));
         assert!(!ym.agrees_with(&PartialDate { year: 2016, month: Some(6), day: None }));
+    }
+
+    #[test]
+    fn layout_inside_values() {
+        // What every reader does.
+        assert_eq!(normalize("  第一行\r\n第二行\r第三行\u{2028}第四行  "), "第一行\n第二行\n第三行\n第四行");
+        assert_eq!(normalize("甲_x000D_\n乙_x000a_丙_X0009_丁"), "甲\n乙\n丙\t丁");
+        assert_eq!(normalize("张\u{200b}三\u{feff}\u{ad}"), "张三");
+        assert_eq!(normalize("a\u{a0}b\u{3000}c\n\n\n d "), "a b\u{3000}c\nd");
+        assert_eq!(normalize("_x0041_ stays"), "_x0041_ stays");
+        assert_eq!(normalize("plain"), "plain");
+        // One-line values: a break between CJK characters is where the cell wrapped.
+        assert_eq!(clean_value("甲公司张三劳模和\n工匠人才创新工作室"), "甲公司张三劳模和工匠人才创新工作室");
+        assert_eq!(clean_value("\t甲公司\u{a0}班长 "), "甲公司 班长");
+        assert_eq!(clean_value("张\u{3000}三"), "张\u{3000}三");
+        assert_eq!(clean_value("Zhang\nSan"), "Zhang San");
+        assert_eq!(clean_value("甲公司_x000D_\n车间主任"), "甲公司车间主任");
+        assert_eq!(clean_text("第一段\n 第二\t段 "), "第一段\n第二段");
+        // Comparison: all of it gone.
+        assert_eq!(squash("张\u{3000}三_x000D_\n\u{200b}"), "张三");
+        assert_eq!(squash("创新工\r\n作室"), "创新工作室");
+    }
+
+    #[test]
+    fn check_boxes() {
+        assert_eq!(ticked_options("☑是 □否").as_deref(), Some("是"));
+        assert_eq!(ticked_options("☐是　☒否").as_deref(), Some("否"));
+        assert_eq!(ticked_options("■本科 □大专 ■硕士").as_deref(), Some("本科、硕士"));
+        assert_eq!(ticked_options("☐是 ☐否"), None, "nothing ticked: no value");
+        assert_eq!(ticked_options("是"), None);
+        assert_eq!(ticked_options("说明：☑是 □否"), None, "text before the boxes is not a row of boxes");
+        assert_eq!(symbol_glyph("Wingdings 2", 0xf052), Some('☑'));
+        assert_eq!(symbol_glyph("Wingdings 2", 0x00a3), Some('☐'));
+        assert_eq!(symbol_glyph("Wingdings", 0xf0fe), Some('☑'));
+        assert_eq!(symbol_glyph("Wingdings", 0xf0a8), Some('☐'));
+        assert_eq!(symbol_glyph("宋体", 0x221a), Some('√'));
+        assert_eq!(symbol_glyph("Symbol", 0x0001), None);
     }
 
     #[test]

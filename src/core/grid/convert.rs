@@ -363,6 +363,18 @@ pub fn via_soffice(
     limits: &Limits,
     converters: &Converters,
 ) -> Result<Document, Unreadable> {
+    via_soffice_as(data, format, None, limits, converters)
+}
+
+/// [`via_soffice`] for an input LibreOffice should open as `in_ext` (`html`, `mht`, `rtf`:
+/// the parts Word embeds with `w:altChunk`).
+pub fn via_soffice_as(
+    data: &[u8],
+    format: Format,
+    in_ext_override: Option<&str>,
+    limits: &Limits,
+    converters: &Converters,
+) -> Result<Document, Unreadable> {
     let Some(soffice) = converters.soffice.as_ref() else {
         let (_, _, out_ext, human) = names_for(format);
         return Err(Unreadable::Unsupported { format: human.into(), resend_as: format!(".{out_ext}") });
@@ -370,6 +382,9 @@ pub fn via_soffice(
     let (mut in_ext, to, out_ext, human) = names_for(format);
     if format == Format::Doc && data.starts_with(b"{\\rtf") {
         in_ext = "rtf";
+    }
+    if let Some(ext) = in_ext_override {
+        in_ext = ext;
     }
     let resend = format!(".{out_ext}");
     let dir = tempfile::Builder::new()

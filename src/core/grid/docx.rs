@@ -1,11 +1,24 @@
 //! `.docx` through zip + quick-xml: paragraphs and tables of `w:body` in reading order,
 //! with `gridSpan`, `vMerge`, `gridBefore`/`gridAfter` resolved.
+//!
+//! The package is followed as Word follows it: `_rels/.rels` (then `[Content_Types].xml`)
+//! names the main part, wherever it is; the main part's relationships bring in `w:altChunk`
+//! bodies (an embedded .docx, HTML/MHT/RTF through LibreOffice when it is there, plain
+//! HTML and text without it) and the headers and footers that carry part of the form. The
+//! text read is the text Word shows: tracked deletions and moved-away text, field codes,
+//! hidden (`w:vanish`) runs, ruby guides and deleted table rows are left out; insertions,
+//! field results, content controls, smart tags, text boxes (one branch of
+//! `mc:AlternateContent`, never both), symbol-font check boxes and legacy form fields
+//! (check boxes, drop-downs) are read.
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 
+use std::collections::HashMap;
+
 use super::pkg;
-use super::{Block, Document, Format, Table, bomb, corrupt, tidy_rows, truncate};
+use super::{Block, Converters, Document, Format, Table, bomb, corrupt, tidy_rows, truncate};
+use crate::core::text;
 use crate::core::{Limits, Unreadable};
 
 const W_NS: [&str; 2] = [
@@ -39,15 +52,27 @@ struct Node {
 
 /// Every local name the walk below compares against (W and MC namespaces).
 const KNOWN: &[&str] = &[
-    "document", "body", "p", "r", "t", "tab", "ptab", "br", "cr", "noBreakHyphen", "txbxContent", "tbl", "tr",
-    "tc", "trPr", "tcPr", "gridSpan", "vMerge", "gridBefore", "gridAfter", "sdt", "sdtContent", "customXml", "ins",
-    "moveTo", "smartTag", "AlternateContent", "Choice", "Fallback",
+    "document", "body", "hdr", "ftr", "p", "r", "t", "tab", "ptab", "br", "cr", "noBreakHyphen", "txbxContent", "tbl",
+    "tr", "tc", "trPr", "tcPr", "gridSpan", "vMerge", "gridBefore", "gridAfter", "sdt", "sdtContent", "customXml",
+    "ins", "moveTo", "smartTag", "AlternateContent", "Choice", "Fallback", "altChunk", "sym", "fldChar", "ffData",
+    "checkBox", "checked", "default", "ddList", "result", "listEntry",
 ];
-/// Elements whose `val` the walk reads.
-const WITH_VAL: &[&str] = &["gridSpan", "vMerge", "gridBefore", "gridAfter"];
-/// Empty elements that carry something (text breaks, table properties, cells); any other
-/// empty element is dropped while parsing (proofErr, bookmarks, lastRenderedPageBreak …).
-const KEPT_EMPTY: &[&str] = &["tab", "ptab", "br", "cr", "noBreakHyphen", "gridSpan", "vMerge", "gridBefore", "gridAfter", "tc", "tr", "tbl"];
+/// Elements whose value attribute the walk reads (`w:val`; `fldCharType`, `r:id`, the
+/// font and code of a symbol).
+const WITH_VAL: &[&str] =
+    &["gridSpan", "vMerge", "gridBefore", "gridAfter", "altChunk", "sym", "fldChar", "checked", "default", "result", "listEntry"];
+/// Empty elements that carry something (text breaks, table properties, cells, symbols,
+/// fields); any other empty element is dropped while parsing (proofErr, bookmarks,
+/// lastRenderedPageBreak, permStart …).
+const KEPT_EMPTY: &[&str] = &[
+    "tab", "ptab", "br", "cr", "noBreakHyphen", "gridSpan", "vMerge", "gridBefore", "gridAfter", "tc", "tr", "tbl",
+    "altChunk", "sym", "fldChar", "checked", "default", "result", "listEntry",
+];
+/// `Node::val` of a run formatted as hidden text and of a row deleted with track changes.
+const HIDDEN_RUN: &str = "\u{0}vanish";
+const DELETED_ROW: &str = "\u{0}deleted";
+/// `Node::val` of a content control that shows its placeholder text (nothing filled in).
+const PLACEHOLDER: &str = "\u{0}placeholder";
 
 fn known(local: &str) -> &'static str {
     KNOWN.iter().find(|k| **k == local).copied().unwrap_or("?")
@@ -91,6 +116,7 @@ fn skipped(name: &str) -> bool {
         "rPr" | "pPr" | "sectPr" | "tblPr" | "tblGrid" | "tblPrEx" | "del" | "delText"
             | "instrText" | "delInstrText" | "moveFrom" | "sdtPr" | "sdtEndPr"
             | "rPrChange" | "pPrChange" | "tcPrChange" | "trPrChange" | "footnoteReference"
+            | "rt" | "endnoteReference" | "commentReference"
     )
 }
 
@@ -100,6 +126,11 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
     let mut stack: Vec<Node> = vec![Node { ns: Ns::Other, name: "?", val: None, children: Vec::new() }];
     // Depth inside a skipped subtree (0 = not skipping).
     let mut skip = 0usize;
+    // The skipped subtree is the `w:rPr` of a run (its `w:vanish` hides the run) or the
+    // `w:sdtPr` of a content control (its `w:showingPlcHdr` says the content is the grey
+    // placeholder, not a value).
+    let mut run_props = false;
+    let mut sdt_props = false;
     loop {
         buf.clear();
         let (res, ev) = reader
@@ -123,6 +154,16 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
                 if skip > 0 {
+                    if skip == 1 && ns == Ns::W && on(e) {
+                        let flag = match e.local_name().as_ref() {
+                            "vanish" if run_props => Some(HIDDEN_RUN),
+                            "showingPlcHdr" if sdt_props => Some(PLACEHOLDER),
+                            _ => None,
+                        };
+                        if let (Some(flag), Some(top)) = (flag, stack.last_mut()) {
+                            top.val = Some(flag.into());
+                        }
+                    }
                     if !empty {
                         skip += 1;
                     }
@@ -130,7 +171,16 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                 }
                 let local = e.local_name();
                 if ns == Ns::W && skipped(local.as_ref()) {
+                    let top_is = |stack: &[Node], n: &str| stack.last().is_some_and(|t| t.is(n));
+                    if local.as_ref() == "del"
+                        && top_is(&stack, "trPr")
+                        && let Some(top) = stack.last_mut()
+                    {
+                        top.val = Some(DELETED_ROW.into());
+                    }
                     if !empty {
+                        run_props = local.as_ref() == "rPr" && top_is(&stack, "r");
+                        sdt_props = local.as_ref() == "sdtPr" && top_is(&stack, "sdt");
                         skip = 1;
                     }
                     continue;
@@ -140,10 +190,13 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
                     continue;
                 }
                 let val = if ns == Ns::W && WITH_VAL.contains(&name) {
-                    e.attributes()
-                        .flatten()
-                        .find(|a| a.key.local_name().as_ref() == "val")
-                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).as_ref().into())
+                    match name {
+                        "fldChar" => attr(e, "fldCharType"),
+                        "altChunk" => attr(e, "id"),
+                        "sym" => Some(format!("{}\u{0}{}", attr(e, "font").unwrap_or_default(), attr(e, "char").unwrap_or_default())),
+                        _ => attr(e, "val"),
+                    }
+                    .map(String::into_boxed_str)
                 } else {
                     None
                 };
@@ -220,22 +273,104 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
     stack.pop().ok_or_else(|| corrupt("document.xml: empty"))
 }
 
+fn attr(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == local)
+        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).into_owned())
+}
+
+/// An on/off property (`<w:vanish/>`, `<w:vanish w:val="true"/>`) that is on.
+fn on(e: &quick_xml::events::BytesStart<'_>) -> bool {
+    attr(e, "val").is_none_or(|v| !matches!(v.trim(), "0" | "false" | "off"))
+}
+
+/// `altChunk` parts read per document, and how deep an embedded .docx may embed another.
+const MAX_CHUNKS: usize = 16;
+const MAX_CHUNK_DEPTH: usize = 2;
+/// Header and footer parts looked at.
+const MAX_HEADERS: usize = 12;
+
+/// A .docx read on its own (the converters' output): no converter for embedded HTML.
 pub fn read_docx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
+    read_package(data, limits, &Converters::none(), 0)
+}
+
+/// A .docx, with LibreOffice (when configured) for `altChunk` parts in HTML, MHT or RTF.
+pub fn read_docx_with(data: &[u8], limits: &Limits, converters: &Converters) -> Result<Document, Unreadable> {
+    read_package(data, limits, converters, 0)
+}
+
+fn read_package(data: &[u8], limits: &Limits, converters: &Converters, depth: usize) -> Result<Document, Unreadable> {
     let mut zip = pkg::open(data)?;
     pkg::verify_directory(&mut zip, limits)?;
     let names = pkg::names(&zip);
-    let xml = pkg::read_member(&mut zip, "word/document.xml", limits.max_attachment_bytes)?
-        .ok_or_else(|| corrupt("no word/document.xml in the package"))?;
+    let main = match pkg::main_part(&mut zip, &names) {
+        Some((part, kind)) if kind != Some(pkg::MainKind::Excel) => part,
+        _ => pkg::member_name(&names, "word/document.xml").ok_or_else(|| corrupt("no main document part in the package"))?,
+    };
+    let xml = pkg::read_member(&mut zip, &main, limits.max_attachment_bytes)?
+        .ok_or_else(|| corrupt(format!("no {main} in the package")))?;
     let root = parse_xml(&xml)?;
     drop(xml);
     let body = root
         .elements()
         .find(|n| n.is("document"))
         .and_then(|d| d.child("body"))
-        .ok_or_else(|| corrupt("document.xml has no w:body"))?;
-    let mut w = Walker { limits, cells: 0, bytes: 0, depth: 0 };
+        .ok_or_else(|| corrupt(format!("{main} has no w:body")))?;
+    let rels = pkg::rels_of(&mut zip, &names, &main);
+    let types = pkg::content_types(&mut zip, &names);
+
+    // Parts the body pulls in with w:altChunk, read first (each within its share of the
+    // limits), then put where the body has them.
+    let mut ids = Vec::new();
+    chunk_ids(body, &mut ids, 0);
+    ids.truncate(MAX_CHUNKS);
+    let share = Limits {
+        max_decompressed_bytes: limits.max_decompressed_bytes / (ids.len() as u64 + 1),
+        max_cells: limits.max_cells / (ids.len() as u64 + 1),
+        ..limits.clone()
+    };
+    let mut chunks: HashMap<String, Vec<Block>> = HashMap::new();
+    for id in ids {
+        let Some(rel) = rels.iter().find(|r| r.id == id && !r.external) else { continue };
+        let Some(member) = pkg::member_name(&names, &rel.target) else { continue };
+        let Some(bytes) = pkg::read_member(&mut zip, &member, limits.max_attachment_bytes)? else { continue };
+        let ctype = pkg::content_type_of(&types, &member);
+        match chunk_blocks(&bytes, &member, ctype, &share, converters, depth) {
+            Ok(blocks) => {
+                chunks.insert(id, blocks);
+            }
+            Err(e @ (Unreadable::ArchiveBomb { .. } | Unreadable::TooLarge { .. })) => return Err(e),
+            // An embedded part that cannot be read leaves the rest of the document as it is.
+            Err(_) => {}
+        }
+    }
+
+    let mut w = Walker { limits, cells: 0, bytes: 0, depth: 0, chunks: &chunks };
     let mut blocks = Vec::new();
+    // Headers and footers, when they carry part of the form (see `form_like`).
+    let mut heads: Vec<&pkg::Rel> = rels.iter().filter(|r| !r.external && (r.is("header") || r.is("footer"))).collect();
+    heads.sort_by(|a, b| (a.is("footer"), &a.target).cmp(&(b.is("footer"), &b.target)));
+    let mut footer_blocks = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for rel in heads.into_iter().take(MAX_HEADERS) {
+        let Some(member) = pkg::member_name(&names, &rel.target) else { continue };
+        let Some(xml) = pkg::read_member(&mut zip, &member, limits.max_attachment_bytes)? else { continue };
+        let Ok(root) = parse_xml(&xml) else { continue };
+        let Some(part) = root.elements().find(|n| n.is("hdr") || n.is("ftr")) else { continue };
+        let mut found = Vec::new();
+        w.blocks(part, &mut found)?;
+        for b in found {
+            let key = block_text(&b);
+            if form_like(&key) && !seen.contains(&key) {
+                seen.push(key);
+                if rel.is("footer") { footer_blocks.push(b) } else { blocks.push(b) }
+            }
+        }
+    }
     w.blocks(body, &mut blocks)?;
+    blocks.extend(footer_blocks);
     let mut n = 0;
     for b in blocks.iter_mut() {
         if let Block::Table(t) = b {
@@ -243,22 +378,95 @@ pub fn read_docx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
             t.label = format!("表格{n}");
         }
     }
-    let pictures = measure_pictures(&mut zip, &names);
-    Ok(Document {
-        format: Format::Docx,
-        blocks,
-        embedded_images: pkg::count_prefix(&names, "word/media/"),
-        pictures,
-    })
+    let media = main.rsplit_once('/').map_or("media/".to_owned(), |(dir, _)| format!("{dir}/media/"));
+    let pictures = measure_pictures(&mut zip, &names, &media);
+    Ok(Document { format: Format::Docx, blocks, embedded_images: pkg::count_prefix(&names, &media), pictures })
+}
+
+/// Text of a block, for the header test and to read a header repeated in several parts once.
+fn block_text(b: &Block) -> String {
+    match b {
+        Block::Paragraph(p) => p.clone(),
+        Block::Table(t) => t.rows.iter().flatten().map(String::as_str).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+/// A header or footer is part of the form when it carries the form's title or its fields
+/// (a summary table's 推荐单位/填报人 line repeated on every page); letterheads, page numbers
+/// and document numbers are not.
+fn form_like(text: &str) -> bool {
+    let t = text::squash(text);
+    ["推荐单位", "填报人", "审批表", "汇总表", "申报材料", "工作室名称", "创新工作室"].iter().any(|k| t.contains(k))
+}
+
+/// The `r:id`s of the `w:altChunk` elements of a body, in document order.
+fn chunk_ids(node: &Node, out: &mut Vec<String>, depth: usize) {
+    if depth > MAX_DEPTH || out.len() >= MAX_CHUNKS {
+        return;
+    }
+    for c in node.elements() {
+        if c.is("altChunk") {
+            if let Some(id) = c.val.as_deref() {
+                out.push(id.to_owned());
+            }
+        } else if !c.is("p") {
+            chunk_ids(c, out, depth + 1);
+        }
+    }
+}
+
+/// The blocks of an `altChunk` part, by what it is: a WordprocessingML package (read as a
+/// document of its own), HTML, MHT or RTF (LibreOffice when available; HTML without it is
+/// read by [`super::html`], MHT through its HTML part), plain text.
+fn chunk_blocks(
+    bytes: &[u8],
+    part: &str,
+    content_type: Option<&str>,
+    limits: &Limits,
+    converters: &Converters,
+    depth: usize,
+) -> Result<Vec<Block>, Unreadable> {
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let ext = part.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if bytes.starts_with(b"PK\x03\x04") || ct.contains("wordprocessingml") || matches!(ext.as_str(), "docx" | "docm" | "dotx") {
+        if depth >= MAX_CHUNK_DEPTH {
+            return Ok(Vec::new());
+        }
+        return Ok(read_package(bytes, limits, converters, depth + 1)?.blocks);
+    }
+    let mht = ct.contains("rfc822") || ct.contains("multipart") || matches!(ext.as_str(), "mht" | "mhtml");
+    let rtf = ct.contains("rtf") || ext == "rtf" || bytes.starts_with(b"{\\rtf");
+    let html = !mht && (ct.contains("html") || matches!(ext.as_str(), "htm" | "html" | "xhtml"));
+    if (html || mht || rtf) && converters.soffice.is_some() && depth == 0 {
+        let in_ext = if mht { "mht" } else if rtf { "rtf" } else { "html" };
+        match super::convert::via_soffice_as(bytes, Format::Doc, Some(in_ext), limits, converters) {
+            Ok(d) => return Ok(d.blocks),
+            Err(e @ (Unreadable::ArchiveBomb { .. } | Unreadable::TooLarge { .. })) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    if html {
+        return super::html::read_html(&super::html::decode(bytes), limits);
+    }
+    if mht {
+        return match super::html::mht_html(bytes) {
+            Some(h) => super::html::read_html(&h, limits),
+            None => Ok(Vec::new()),
+        };
+    }
+    if ct.starts_with("text/plain") || ext == "txt" {
+        return Ok(super::lines_to_paragraphs(&super::html::decode(bytes)));
+    }
+    Ok(Vec::new())
 }
 
 /// Pixel sizes of the first pictures in `word/media/`, read from their headers only (a
 /// bounded prefix of each: a JPEG's size sits before its image data, after EXIF at most
 /// 64 KiB). A picture that cannot be measured is left out.
-fn measure_pictures(zip: &mut pkg::Zip<'_>, names: &[String]) -> Vec<super::Picture> {
+fn measure_pictures(zip: &mut pkg::Zip<'_>, names: &[String], media: &str) -> Vec<super::Picture> {
     const HEADER_BYTES: u64 = 256 * 1024;
     let mut out = Vec::new();
-    for name in names.iter().filter(|n| n.starts_with("word/media/") && !n.ends_with('/')) {
+    for name in names.iter().filter(|n| n.starts_with(media) && !n.ends_with('/')) {
         if out.len() >= super::MAX_PICTURES {
             break;
         }
@@ -275,7 +483,7 @@ fn measure_pictures(zip: &mut pkg::Zip<'_>, names: &[String]) -> Vec<super::Pict
             && size.width > 0
             && size.height > 0
         {
-            let short = name.trim_start_matches("word/media/").to_owned();
+            let short = name.trim_start_matches(media).to_owned();
             out.push(super::Picture { name: short, format, width: size.width as u32, height: size.height as u32 });
         }
     }
@@ -284,6 +492,8 @@ fn measure_pictures(zip: &mut pkg::Zip<'_>, names: &[String]) -> Vec<super::Pict
 
 struct Walker<'a> {
     limits: &'a Limits,
+    /// The blocks of each `altChunk` part, by relationship id.
+    chunks: &'a HashMap<String, Vec<Block>>,
     /// Table cells built so far (all tables), against `max_cells`.
     cells: u64,
     /// Bytes of cell text built so far (spans and nested tables copy text), against
@@ -338,9 +548,9 @@ impl Walker<'_> {
                 let mut text = String::new();
                 let mut boxes = Vec::new();
                 inline(child, &mut text, &mut boxes, 0);
-                let text = text.trim();
+                let text = text::normalize(&text);
                 if !text.is_empty() {
-                    out.push(Item::Para(text.to_string()));
+                    out.push(Item::Para(text));
                 }
                 for b in boxes {
                     self.items(b, out)?;
@@ -349,10 +559,24 @@ impl Walker<'_> {
                 let mut inner = Vec::new();
                 let t = self.table(child, &mut inner)?;
                 out.push(Item::Table(t, inner));
+            } else if child.is("altChunk") {
+                let blocks = child.val.as_deref().and_then(|id| self.chunks.get(id));
+                for b in blocks.into_iter().flatten() {
+                    self.bytes = self.bytes.saturating_add(block_text(b).len() as u64);
+                    if self.bytes > self.limits.max_decompressed_bytes {
+                        return Err(bomb(format!("document text exceeds {} bytes", self.limits.max_decompressed_bytes)));
+                    }
+                    out.push(match b {
+                        Block::Paragraph(p) => Item::Para(p.clone()),
+                        Block::Table(t) => Item::Table(t.clone(), Vec::new()),
+                    });
+                }
             } else if child.is_alternate_content() {
                 if let Some(b) = child.chosen_branch() {
                     self.items(b, out)?;
                 }
+            } else if child.is("sdt") && child.val.as_deref() == Some(PLACEHOLDER) {
+                // 单击或点击此处输入文字: the template's prompt, not a value.
             } else if child.ns == Ns::W
                 && matches!(child.name, "sdt" | "sdtContent" | "customXml" | "ins" | "moveTo" | "smartTag")
             {
@@ -391,6 +615,10 @@ impl Walker<'_> {
         let mut widest = 0usize;
         for tr in trs {
             let tr_pr = tr.child("trPr");
+            // A row deleted with track changes on is not in the table Word shows.
+            if tr_pr.is_some_and(|p| p.val.as_deref() == Some(DELETED_ROW)) {
+                continue;
+            }
             let grid_val = |name: &str| -> usize {
                 tr_pr
                     .and_then(|p| p.child(name))
@@ -486,7 +714,7 @@ impl Walker<'_> {
                 }
             }
         }
-        Ok(Cell { text: parts.join("\n").trim().to_string(), span, vmerge })
+        Ok(Cell { text: text::normalize(&parts.join("\n")), span, vmerge })
     }
 }
 
@@ -506,6 +734,23 @@ fn inline<'n>(node: &'n Node, out: &mut String, boxes: &mut Vec<&'n Node>, depth
         };
         if n.ns == Ns::W {
             match n.name {
+                // Hidden text (`w:vanish`) is not on the screen or the paper; a content
+                // control showing its placeholder holds no value.
+                "r" if n.val.as_deref() == Some(HIDDEN_RUN) => {}
+                "sdt" if n.val.as_deref() == Some(PLACEHOLDER) => {}
+                "sym" => {
+                    let (font, code) = n.val.as_deref().and_then(|v| v.split_once('\u{0}')).unwrap_or(("", ""));
+                    if let Some(c) = u32::from_str_radix(code.trim(), 16).ok().and_then(|c| text::symbol_glyph(font, c)) {
+                        out.push(c);
+                    }
+                }
+                "fldChar" => {
+                    if n.val.as_deref() == Some("begin")
+                        && let Some(ff) = n.child("ffData")
+                    {
+                        form_field(ff, out);
+                    }
+                }
                 "tab" | "ptab" => out.push('\t'),
                 "br" | "cr" => out.push('\n'),
                 "noBreakHyphen" => out.push('-'),
@@ -520,6 +765,30 @@ fn inline<'n>(node: &'n Node, out: &mut String, boxes: &mut Vec<&'n Node>, depth
             }
         } else {
             inline(n, out, boxes, depth + 1);
+        }
+    }
+}
+
+/// What a legacy form field shows where it starts: a check box's glyph (`w:checked`, else its
+/// `w:default`), a drop-down's chosen entry. A text field's value is its result, read as text.
+fn form_field(ff: &Node, out: &mut String) {
+    let flag = |n: &Node| n.val.as_deref().is_none_or(|v| !matches!(v.trim(), "0" | "false" | "off"));
+    if let Some(cb) = ff.child("checkBox") {
+        let ticked = match cb.child("checked") {
+            Some(c) => flag(c),
+            None => cb.child("default").is_some_and(flag),
+        };
+        out.push(if ticked { '☒' } else { '☐' });
+    } else if let Some(dd) = ff.child("ddList") {
+        let entries: Vec<&str> = dd.elements().filter(|e| e.is("listEntry")).filter_map(|e| e.val.as_deref()).collect();
+        let chosen = dd
+            .child("result")
+            .or_else(|| dd.child("default"))
+            .and_then(|r| r.val.as_deref())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if let Some(e) = entries.get(chosen) {
+            out.push_str(e);
         }
     }
 }

@@ -147,3 +147,218 @@ pub fn read_member(zip: &mut Zip<'_>, name: &str, cap: u64) -> Result<Option<Vec
 pub fn count_prefix(names: &[String], prefix: &str) -> usize {
     names.iter().filter(|n| n.starts_with(prefix) && !n.ends_with('/')).count()
 }
+
+// ---------------------------------------------------------------------------------------
+// Open Packaging Conventions: relationships and content types, so a reader finds a part as
+// Office does (by what the package says), not by where one writer happens to put it.
+// ---------------------------------------------------------------------------------------
+
+/// One relationship of a part (`Id`, `Type`, resolved target part name, external or not).
+#[derive(Debug, Clone)]
+pub struct Rel {
+    pub id: String,
+    pub kind: String,
+    /// The target as a part name inside the package (no leading `/`), or the raw target of
+    /// an external relationship.
+    pub target: String,
+    pub external: bool,
+}
+
+impl Rel {
+    /// Is the relationship of this kind (the last segment of its type URI: `officeDocument`,
+    /// `header`, `aFChunk`)? Transitional and strict URIs end the same way.
+    pub fn is(&self, kind: &str) -> bool {
+        self.kind.rsplit('/').next().is_some_and(|k| k.eq_ignore_ascii_case(kind))
+    }
+}
+
+/// Relationships and content-type entries read per package: more is not a document.
+const MAX_ENTRIES: usize = 10_000;
+/// The XML of a relationships or content-types part is small; a bigger one is not read.
+const MAX_META_BYTES: u64 = 4 << 20;
+
+fn attr(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == local)
+        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap_or(a.value.clone()).into_owned())
+}
+
+/// Elements named `local` in a small XML part, as their attribute lists (`names`).
+fn elements(xml: &[u8], local: &str, names: &[&str]) -> Vec<Vec<Option<String>>> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Start(ref e)) | Ok(quick_xml::events::Event::Empty(ref e))
+                if e.local_name().as_ref() == local =>
+            {
+                out.push(names.iter().map(|n| attr(e, n)).collect());
+                if out.len() >= MAX_ENTRIES {
+                    break;
+                }
+            }
+            Ok(quick_xml::events::Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The member holding part `name` (part names compare without case, as OPC says).
+pub fn member_name(names: &[String], part: &str) -> Option<String> {
+    let part = part.trim_start_matches('/');
+    names.iter().find(|n| n.as_str() == part).or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(part))).cloned()
+}
+
+/// `word/document.xml` → `word/_rels/document.xml.rels`; `` (the package) → `_rels/.rels`.
+pub fn rels_name(part: &str) -> String {
+    match part.rsplit_once('/') {
+        Some((dir, file)) => format!("{dir}/_rels/{file}.rels"),
+        None if part.is_empty() => "_rels/.rels".into(),
+        None => format!("_rels/{part}.rels"),
+    }
+}
+
+/// A relationship target resolved against the part that holds the relationship.
+pub fn resolve(source_part: &str, target: &str) -> String {
+    let target = target.split(['#', '?']).next().unwrap_or("");
+    let target = percent_decode(target);
+    let mut segs: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        source_part.rsplit_once('/').map(|(d, _)| d.split('/').collect()).unwrap_or_default()
+    };
+    for s in target.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    segs.join("/")
+}
+
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The relationships of `part` (`""` for the package's own), targets resolved.
+pub fn rels_of(zip: &mut Zip<'_>, names: &[String], part: &str) -> Vec<Rel> {
+    let Some(member) = member_name(names, &rels_name(part)) else { return Vec::new() };
+    let Ok(Some(xml)) = read_member(zip, &member, MAX_META_BYTES) else { return Vec::new() };
+    elements(&xml, "Relationship", &["Id", "Type", "Target", "TargetMode"])
+        .into_iter()
+        .filter_map(|a| {
+            let mut a = a.into_iter();
+            let (id, kind, target, mode) = (a.next()??, a.next()??, a.next()??, a.next().flatten());
+            let external = mode.is_some_and(|m| m.eq_ignore_ascii_case("External"));
+            let target = if external { target } else { resolve(part, &target) };
+            Some(Rel { id, kind, target, external })
+        })
+        .collect()
+}
+
+/// `[Content_Types].xml`: (part name or `.ext`, content type) for every Override and Default.
+pub fn content_types(zip: &mut Zip<'_>, names: &[String]) -> Vec<(String, String)> {
+    let Some(member) = member_name(names, "[Content_Types].xml") else { return Vec::new() };
+    let Ok(Some(xml)) = read_member(zip, &member, MAX_META_BYTES) else { return Vec::new() };
+    let mut out: Vec<(String, String)> = elements(&xml, "Override", &["PartName", "ContentType"])
+        .into_iter()
+        .filter_map(|a| Some((a[0].clone()?.trim_start_matches('/').to_owned(), a[1].clone()?)))
+        .collect();
+    out.extend(
+        elements(&xml, "Default", &["Extension", "ContentType"])
+            .into_iter()
+            .filter_map(|a| Some((format!(".{}", a[0].clone()?.to_ascii_lowercase()), a[1].clone()?))),
+    );
+    out
+}
+
+/// The content type of `part`: its Override, else the Default of its extension.
+pub fn content_type_of<'a>(types: &'a [(String, String)], part: &str) -> Option<&'a str> {
+    let part = part.trim_start_matches('/');
+    types
+        .iter()
+        .find(|(p, _)| !p.starts_with('.') && p.eq_ignore_ascii_case(part))
+        .or_else(|| {
+            let ext = part.rsplit_once('.').map(|(_, e)| format!(".{}", e.to_ascii_lowercase()))?;
+            types.iter().find(|(p, _)| *p == ext)
+        })
+        .map(|(_, t)| t.as_str())
+}
+
+/// What kind of office document a main-part content type names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainKind {
+    Word,
+    Excel,
+}
+
+pub fn main_kind(content_type: &str) -> Option<MainKind> {
+    // …wordprocessingml.document.main+xml, …template.main+xml, ms-word.document.macroEnabled
+    // .main+xml (.docm); the same for spreadsheets (.xlsx, .xltx, .xlsm). A binary workbook
+    // (.xlsb, `…sheet.binary.macroEnabled.main`) is not read here.
+    let t = content_type.trim().to_ascii_lowercase();
+    if !t.ends_with("main+xml") {
+        None
+    } else if t.contains("wordprocessingml") || t.contains("ms-word") {
+        Some(MainKind::Word)
+    } else if t.contains("spreadsheetml") || t.contains("ms-excel") {
+        Some(MainKind::Excel)
+    } else {
+        None
+    }
+}
+
+/// The package's main part as Office finds it: the target of the package's
+/// `officeDocument` relationship, else the part whose content type is a main document; with
+/// what kind of document it is (from its content type, else its folder).
+pub fn main_part(zip: &mut Zip<'_>, names: &[String]) -> Option<(String, Option<MainKind>)> {
+    let types = content_types(zip, names);
+    let by_rel = rels_of(zip, names, "")
+        .into_iter()
+        .filter(|r| r.is("officeDocument") && !r.external)
+        .find_map(|r| member_name(names, &r.target));
+    let by_type = || {
+        types
+            .iter()
+            .filter(|(p, _)| !p.starts_with('.'))
+            .find(|(_, t)| main_kind(t).is_some())
+            .and_then(|(p, _)| member_name(names, p))
+    };
+    let part = by_rel.or_else(by_type)?;
+    let kind = content_type_of(&types, &part).and_then(main_kind).or_else(|| {
+        let lower = part.to_ascii_lowercase();
+        if lower.starts_with("word/") {
+            Some(MainKind::Word)
+        } else if lower.starts_with("xl/") {
+            Some(MainKind::Excel)
+        } else {
+            None
+        }
+    });
+    Some((part, kind))
+}

@@ -190,25 +190,167 @@ pub fn read_xlsx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
             add_sheet_cells(&mut total, cells, limits)?;
         }
     }
+    let visibility = xlsx_visibility(&mut zip, &names, &parts);
     let repacked = pkg::stored_zip(&parts)?;
     drop(parts);
     let embedded_images = pkg::count_prefix(&names, "xl/media/");
     let tables = guarded(|| {
         let mut wb = Xlsx::new(Cursor::new(repacked.as_slice())).map_err(|e| xlsx_err(&e.to_string()))?;
         let mut tables = Vec::new();
+        let mut hidden_tables = Vec::new();
         for sheet in wb.sheet_names() {
             let range = match wb.worksheet_range(&sheet) {
                 Ok(r) => r,
                 Err(e) => return Err(xlsx_err(&format!("sheet {sheet}: {e}"))),
             };
             let merges = wb.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
-            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
-                tables.push(t);
+            let vis = visibility.get(&sheet);
+            if let Some(t) = to_table(&sheet, &range, &merges, vis, limits)? {
+                if vis.is_some_and(|v| v.hidden_sheet) {
+                    hidden_tables.push(t);
+                } else {
+                    tables.push(t);
+                }
             }
+        }
+        // A hidden sheet is not what the sender shows; Excel always keeps one sheet
+        // visible, so a workbook whose only content is hidden is read as it is.
+        if tables.is_empty() {
+            tables = hidden_tables;
         }
         Ok(tables)
     })?;
     Ok(doc(Format::Xlsx, tables, embedded_images))
+}
+
+/// What a spreadsheet hides in one sheet: the sheet itself (xlsx `state="hidden"`/
+/// `"veryHidden"`, ods `table:display="false"`, xls `hsState`), rows (xlsx `hidden` or a
+/// custom height of 0, ods `table:visibility="collapse"`/`"filter"`, xls `fDyZero`) and
+/// columns (xlsx `hidden` or a width of 0, ods `collapse`, xls `COLINFO fHidden`).
+#[derive(Debug, Default)]
+pub(crate) struct Hidden {
+    hidden_sheet: bool,
+    /// Inclusive 0-based row ranges.
+    rows: Vec<(u64, u64)>,
+    /// Inclusive 0-based column ranges.
+    cols: Vec<(u64, u64)>,
+}
+
+impl Hidden {
+    fn add_rows(&mut self, first: u64, last: u64) {
+        if self.rows.len() < MAX_HIDDEN {
+            self.rows.push((first, last.max(first)));
+        }
+    }
+    fn add_cols(&mut self, first: u64, last: u64) {
+        if self.cols.len() < MAX_HIDDEN {
+            self.cols.push((first, last.max(first)));
+        }
+    }
+}
+
+/// `len` flags, set where one of `ranges` covers the index.
+fn mask(ranges: &[(u64, u64)], len: usize) -> Vec<bool> {
+    let mut m = vec![false; len];
+    for &(a, b) in ranges {
+        let a = usize::try_from(a).unwrap_or(usize::MAX);
+        let b = usize::try_from(b).unwrap_or(usize::MAX).min(len.saturating_sub(1));
+        if a < len {
+            m[a..=b].iter_mut().for_each(|x| *x = true);
+        }
+    }
+    m
+}
+
+/// Hidden rows and columns remembered per sheet: a sheet with more is not a form.
+const MAX_HIDDEN: usize = 100_000;
+
+fn is_true(v: &str) -> bool {
+    matches!(v.trim(), "1" | "true")
+}
+
+/// Which sheets, rows and columns of a workbook are hidden, by sheet name: the workbook is
+/// found through the package's relationships, its sheets through the workbook's.
+fn xlsx_visibility(zip: &mut Zip<'_>, names: &[String], parts: &[(String, Vec<u8>)]) -> std::collections::HashMap<String, Hidden> {
+    let mut out = std::collections::HashMap::new();
+    let workbook = pkg::main_part(zip, names).map_or_else(|| "xl/workbook.xml".to_owned(), |(p, _)| p);
+    let part = |name: &str| parts.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, b)| b.as_slice());
+    let Some(wb_xml) = part(&workbook) else { return out };
+    let rels = pkg::rels_of(zip, names, &workbook);
+    let mut reader = quick_xml::Reader::from_reader(wb_xml);
+    let mut buf = Vec::new();
+    let mut sheets = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(ref e)) | Ok(Event::Empty(ref e)) if e.local_name().as_ref() == "sheet" => {
+                let name = attr_value(e, "name").unwrap_or_default();
+                let state = attr_value(e, "state").unwrap_or_default();
+                let id = attr_value(e, "id");
+                if sheets.len() < 10_000 {
+                    sheets.push((name, state, id));
+                }
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    // Each part scanned once, however many sheets name it.
+    let mut scanned: std::collections::HashMap<String, (Vec<(u64, u64)>, Vec<(u64, u64)>)> = std::collections::HashMap::new();
+    for (name, state, id) in sheets {
+        let mut hidden = Hidden { hidden_sheet: matches!(state.trim(), "hidden" | "veryHidden"), ..Hidden::default() };
+        let target = id.and_then(|id| rels.iter().find(|r| r.id == id).map(|r| r.target.clone()));
+        if let Some(target) = target {
+            let (rows, cols) = scanned.entry(target.clone()).or_insert_with(|| {
+                let mut h = Hidden::default();
+                if let Some(xml) = part(&target) {
+                    scan_hidden(xml, &mut h);
+                }
+                (h.rows, h.cols)
+            });
+            hidden.rows = rows.clone();
+            hidden.cols = cols.clone();
+        }
+        out.insert(name, hidden);
+    }
+    out
+}
+
+fn scan_hidden(xml: &[u8], hidden: &mut Hidden) {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut next_row: u64 = 0;
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(ref e)) | Ok(Event::Empty(ref e)) => match e.local_name().as_ref() {
+                "row" => {
+                    let row = attr_value(e, "r")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .filter(|&v| v > 0)
+                        .map_or(next_row, |v| v - 1);
+                    next_row = row + 1;
+                    let zero_height = attr_value(e, "ht").and_then(|h| h.trim().parse::<f64>().ok()) == Some(0.0);
+                    if attr_value(e, "hidden").is_some_and(|v| is_true(&v)) || zero_height {
+                        hidden.add_rows(row, row);
+                    }
+                }
+                "col" => {
+                    let num = |a: &str| attr_value(e, a).and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0);
+                    let zero_width = attr_value(e, "width").and_then(|w| w.trim().parse::<f64>().ok()) == Some(0.0);
+                    if (attr_value(e, "hidden").is_some_and(|v| is_true(&v)) || zero_width)
+                        && let Some(min) = num("min")
+                    {
+                        let max = num("max").unwrap_or(min).max(min);
+                        hidden.add_cols(min - 1, max.min(1 << 20) - 1);
+                    }
+                }
+                _ => {}
+            },
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
 }
 
 fn xlsx_err(msg: &str) -> Unreadable {
@@ -365,19 +507,74 @@ fn repacked_xls(stream: &[u8]) -> Result<Vec<u8>, Unreadable> {
     Ok(cf.into_inner().into_inner())
 }
 
+// BIFF records for what Excel hides: a row's `fDyZero`, a column range's `fHidden`.
+const BIFF_ROW: u16 = 0x0208;
+const BIFF_COLINFO: u16 = 0x007D;
+
+/// Hidden rows and columns of every sheet of an .xls, in `BOUNDSHEET` order (the order
+/// calamine lists the sheets in); the sheet state comes from calamine's metadata.
+fn xls_hidden(stream: &[u8]) -> Vec<Hidden> {
+    let offsets: Vec<u64> = biff_records(stream).filter(|(typ, _)| *typ == BIFF_BOUNDSHEET).filter_map(|(_, d)| le_u32(d, 0)).collect();
+    offsets
+        .into_iter()
+        .map(|pos| {
+            let mut hidden = Hidden::default();
+            let sheet = usize::try_from(pos).ok().and_then(|p| stream.get(p..)).unwrap_or_default();
+            let (mut depth, mut seen_bof) = (0usize, false);
+            for (typ, d) in biff_records(sheet) {
+                match typ {
+                    BIFF_BOF if seen_bof => depth += 1,
+                    BIFF_BOF => seen_bof = true,
+                    BIFF_EOF if depth == 0 => break,
+                    BIFF_EOF => depth -= 1,
+                    BIFF_ROW if depth == 0 => {
+                        if let (Some(r), Some(flags)) = (le_u16(d, 0), le_u16(d, 12))
+                            && flags & 0x0020 != 0
+                        {
+                            hidden.add_rows(r, r);
+                        }
+                    }
+                    BIFF_COLINFO if depth == 0 => {
+                        if let (Some(a), Some(b), Some(flags)) = (le_u16(d, 0), le_u16(d, 2), le_u16(d, 8))
+                            && flags & 0x0001 != 0
+                        {
+                            hidden.add_cols(a, b.min(a + 16_384));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            hidden
+        })
+        .collect()
+}
+
+/// Sheets calamine reports as hidden (xlsx state, ods `table:display`, xls `hsState`).
+fn hidden_by_state(meta: &[calamine::Sheet]) -> std::collections::HashSet<String> {
+    meta.iter().filter(|m| m.visible != calamine::SheetVisible::Visible).map(|m| m.name.clone()).collect()
+}
+
 pub fn read_xls(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
-    let repacked = repacked_xls(&checked_xls_stream(data, limits)?)?;
+    let stream = checked_xls_stream(data, limits)?;
+    let mut hidden = xls_hidden(&stream);
+    let repacked = repacked_xls(&stream)?;
+    drop(stream);
     let tables = guarded(|| {
         let mut wb = Xls::new(Cursor::new(repacked.as_slice())).map_err(|e| xls_err(&e))?;
+        let hidden_sheets = hidden_by_state(wb.sheets_metadata());
+        if hidden.len() != wb.sheets_metadata().len() {
+            hidden.clear();
+        }
         let mut tables = Vec::new();
-        for sheet in wb.sheet_names() {
+        let mut hidden_tables = Vec::new();
+        for (i, sheet) in wb.sheet_names().into_iter().enumerate() {
             let range = wb.worksheet_range(&sheet).map_err(|e| xls_err(&e))?;
             let merges = wb.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
-            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
-                tables.push(t);
+            if let Some(t) = to_table(&sheet, &range, &merges, hidden.get(i), limits)? {
+                if hidden_sheets.contains(&sheet) { hidden_tables.push(t) } else { tables.push(t) }
             }
         }
-        Ok(tables)
+        Ok(if tables.is_empty() { hidden_tables } else { tables })
     })?;
     Ok(doc(Format::Xls, tables, 0))
 }
@@ -401,7 +598,9 @@ const ODS_VALUE_ATTRS: &[&str] =
 /// spaces `<text:s text:c="…"/>` expands to (calamine writes them all out, unbounded), and
 /// the merged regions (`number-columns-spanned` / `number-rows-spanned`), which calamine
 /// does not report for ODS.
-fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadable> {
+fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<(Vec<OdsSpan>, std::collections::HashMap<String, Hidden>), Unreadable> {
+    let mut hidden: std::collections::HashMap<String, Hidden> = std::collections::HashMap::new();
+    let mut column: u64 = 0;
     let mut reader = quick_xml::Reader::from_reader(BufReader::new(part));
     let mut buf = Vec::new();
     let mut spans = Vec::new();
@@ -466,6 +665,14 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                     "table:table" => {
                         table = attr_value(e, "name").unwrap_or_default();
                         row = 0;
+                        column = 0;
+                    }
+                    "table:table-column" => {
+                        let rep = attr_value(e, "number-columns-repeated").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1).clamp(1, cap);
+                        if attr_value(e, "visibility").is_some_and(|v| matches!(v.trim(), "collapse" | "filter")) && hidden.len() < 10_000 {
+                            hidden.entry(table.clone()).or_default().add_cols(column, column.saturating_add(rep - 1));
+                        }
+                        column = column.saturating_add(rep);
                     }
                     "table:table-row" => {
                         in_row = !empty;
@@ -473,6 +680,9 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
                             .and_then(|v| v.parse::<u64>().ok())
                             .unwrap_or(1)
                             .clamp(1, cap);
+                        if attr_value(e, "visibility").is_some_and(|v| matches!(v.trim(), "collapse" | "filter")) && hidden.len() < 10_000 {
+                            hidden.entry(table.clone()).or_default().add_rows(row, row.saturating_add(row_rep - 1));
+                        }
                         col = 0;
                         if empty {
                             row = row.saturating_add(row_rep);
@@ -544,7 +754,7 @@ fn scan_ods<R: Read>(part: R, limits: &Limits) -> Result<Vec<OdsSpan>, Unreadabl
             _ => {}
         }
     }
-    Ok(spans)
+    Ok((spans, hidden))
 }
 
 fn note_cell(
@@ -565,7 +775,7 @@ fn note_cell(
 
 pub fn read_ods(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
     let (mut zip, names) = open_verified(data, limits)?;
-    let spans = {
+    let (spans, hidden) = {
         let f = zip.by_name("content.xml").map_err(|e| corrupt(format!("content.xml: {e}")))?;
         scan_ods(f, limits)?
     };
@@ -573,7 +783,9 @@ pub fn read_ods(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
     let tables = guarded(|| {
         let mut wb = Ods::new(Cursor::new(data))
             .map_err(|e| corrupt(format!("ods: {}", truncate(&e.to_string(), 200))))?;
+        let hidden_sheets = hidden_by_state(wb.sheets_metadata());
         let mut tables = Vec::new();
+        let mut hidden_tables = Vec::new();
         for sheet in wb.sheet_names() {
             let range = wb
                 .worksheet_range(&sheet)
@@ -589,11 +801,11 @@ pub fn read_ods(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
                     Dimensions::new((r, c), (r1, c1))
                 })
                 .collect();
-            if let Some(t) = to_table(&sheet, &range, &merges, limits)? {
-                tables.push(t);
+            if let Some(t) = to_table(&sheet, &range, &merges, hidden.get(&sheet), limits)? {
+                if hidden_sheets.contains(&sheet) { hidden_tables.push(t) } else { tables.push(t) }
             }
         }
-        Ok(tables)
+        Ok(if tables.is_empty() { hidden_tables } else { tables })
     })?;
     Ok(doc(Format::Ods, tables, embedded_images))
 }
@@ -602,12 +814,14 @@ fn doc(format: Format, tables: Vec<Table>, embedded_images: usize) -> Document {
     Document { format, blocks: tables.into_iter().map(Block::Table).collect(), embedded_images, pictures: Vec::new() }
 }
 
-/// A calamine range → a table anchored at A1, merged regions filled, trailing empties
-/// trimmed. `None` for an empty sheet.
+/// A calamine range → a table anchored at A1, merged regions filled, hidden rows and columns
+/// blanked (they are not on the screen or the paper; cell references stay as in the file),
+/// trailing empties trimmed. `None` for an empty sheet.
 fn to_table(
     sheet: &str,
     range: &Range<Data>,
     merges: &[Dimensions],
+    hidden: Option<&Hidden>,
     limits: &Limits,
 ) -> Result<Option<Table>, Unreadable> {
     let (Some(start), Some(end)) = (range.start(), range.end()) else {
@@ -657,6 +871,28 @@ fn to_table(
             }
         }
     }
+    if let Some(h) = hidden.filter(|h| !h.rows.is_empty() || !h.cols.is_empty()) {
+        let hidden_row = mask(&h.rows, rows.len());
+        let hidden_col = mask(&h.cols, width as usize);
+        // A merged cell that reaches a visible row and column is shown whole, also where it
+        // crosses a hidden one (a title merged over a hidden column).
+        let visible_in = |m: &[bool], a: u32, b: u32| (a as usize..=b as usize).any(|i| !m.get(i).copied().unwrap_or(false));
+        let mut keep = vec![vec![false; width as usize]; rows.len()];
+        for m in merges.iter().filter(|m| visible_in(&hidden_row, m.start.0, m.end.0) && visible_in(&hidden_col, m.start.1, m.end.1)) {
+            let r1 = (m.end.0 as usize).min(rows.len().saturating_sub(1));
+            let c1 = (m.end.1 as usize).min((width as usize).saturating_sub(1));
+            for row in keep.iter_mut().take(r1 + 1).skip(m.start.0 as usize) {
+                row.iter_mut().take(c1 + 1).skip(m.start.1 as usize).for_each(|k| *k = true);
+            }
+        }
+        for (r, row) in rows.iter_mut().enumerate() {
+            for (c, cell) in row.iter_mut().enumerate() {
+                if (hidden_row[r] || hidden_col[c]) && !keep[r][c] {
+                    cell.clear();
+                }
+            }
+        }
+    }
     tidy_rows(&mut rows);
     if rows.is_empty() {
         return Ok(None);
@@ -668,7 +904,7 @@ fn to_table(
 pub fn cell_text(v: &Data) -> String {
     let text = match v {
         Data::Empty => String::new(),
-        Data::String(s) => s.replace("\r\n", "\n"),
+        Data::String(s) => s.clone(),
         Data::Int(i) => i.to_string(),
         Data::Float(f) => format_number(*f),
         Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
@@ -683,11 +919,8 @@ pub fn cell_text(v: &Data) -> String {
         Data::DateTimeIso(s) => format_iso_datetime(s),
         Data::DurationIso(s) => s.clone(),
     };
-    // Every kind trimmed: ISO values and error texts come from the file as written.
-    match text.trim() {
-        t if t.len() == text.len() => text,
-        t => t.to_owned(),
-    }
+    // Every kind normalised: ISO values and error texts come from the file as written.
+    crate::core::text::normalize(&text)
 }
 
 /// Up to 10 significant digits, no trailing zeros, no exponent for ordinary values;

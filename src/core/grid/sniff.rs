@@ -105,6 +105,13 @@ fn sniff_zip(ext: &str, data: &[u8]) -> Format {
                 .map(|n| String::from_utf8_lossy(n).into_owned())
                 .collect();
             let has = |n: &str| names.iter().any(|m| m == n);
+            // The package says what it is: its officeDocument relationship and content
+            // types name the main part, wherever a writer put it.
+            match super::pkg::main_part(&mut zip, &names) {
+                Some((_, Some(super::pkg::MainKind::Word))) => return Format::Docx,
+                Some((_, Some(super::pkg::MainKind::Excel))) => return Format::Xlsx,
+                _ => {}
+            }
             if has("word/document.xml") {
                 return Format::Docx;
             }
