@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::core::grid::Converters;
+use crate::convert::Converters;
 use crate::store::Store;
 
 /// Everything the tasks share.

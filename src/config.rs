@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::Limits;
 pub use crate::core::policy::{RuleSettings, Unit, UnitKind};
 use crate::core::policy::{self, Policy};
-use crate::core::grid::Converters;
+use crate::convert::Converters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -322,7 +322,7 @@ impl Health {
 }
 
 /// External converters for legacy formats: `"auto"` (look on PATH), `"none"`, or a path;
-/// and the box they run in (see [`crate::core::grid::Sandbox`]).
+/// and the box they run in (see [`crate::convert::Sandbox`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConverterSettings {
@@ -343,7 +343,7 @@ pub struct ConverterSettings {
 
 impl Default for ConverterSettings {
     fn default() -> Self {
-        let sandbox = crate::core::grid::Sandbox::default();
+        let sandbox = crate::convert::Sandbox::default();
         ConverterSettings {
             soffice: "auto".into(),
             pdftotext: "auto".into(),
@@ -370,7 +370,7 @@ impl ConverterSettings {
             soffice: pick(&self.soffice, found.soffice),
             pdftotext: pick(&self.pdftotext, found.pdftotext),
             timeout,
-            sandbox: crate::core::grid::Sandbox {
+            sandbox: crate::convert::Sandbox {
                 isolate_network: self.isolate_network,
                 require_isolation: self.require_isolation,
                 memory_limit_bytes: self.memory_limit_mb.saturating_mul(1 << 20),
@@ -379,7 +379,7 @@ impl ConverterSettings {
         };
         if converters.soffice.is_some() || converters.pdftotext.is_some() {
             if self.isolate_network {
-                let _ = crate::core::grid::network_isolation();
+                let _ = crate::convert::network_isolation();
             } else {
                 tracing::warn!(
                     "[converters] isolate_network = false: converters share the daemon's network{}",

@@ -18,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod core;
 pub mod daemon;
 pub mod digest;

@@ -4,7 +4,7 @@
 
 use studio_intake::config::{Config, Unit, UnitKind};
 use studio_intake::core::findings::Code;
-use studio_intake::core::grid::Converters;
+use studio_intake::convert::Converters;
 use studio_intake::core::rules::KnownStudio;
 use studio_intake::core::{self, Context, Outcome, Verdict};
 use studio_intake::fixtures::{

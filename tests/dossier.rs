@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use studio_intake::config::{Config, Unit, UnitKind};
 use studio_intake::core::dossier::{Dossier, Part};
 use studio_intake::core::findings::Code;
-use studio_intake::core::grid::Converters;
+use studio_intake::convert::Converters;
 use studio_intake::core::{self, Context, Outcome, Verdict};
 use studio_intake::fixtures::{self, DocTool, MailClient, MailSpec, UnitSpec};
 

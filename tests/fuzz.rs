@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use studio_intake::config::{Config, Unit, UnitKind};
 use studio_intake::core::findings::Finding;
-use studio_intake::core::grid::{self, Block, Converters, Document, Format, Table};
+use studio_intake::convert::Converters;
+use studio_intake::core::grid::{self, Block, Document, Format, Table};
 use studio_intake::core::{self, Context, Limits, forms, mime, text};
 use studio_intake::fixtures::{
     self, DocTool, MailClient, MailSpec, SheetTool, StudioSpec, SubmissionOptions, UnitSpec, ZipMode,

@@ -5,7 +5,8 @@ use std::io::{Cursor, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use studio_intake::core::grid::{self, Block, Converters, Document, Format, Table};
+use studio_intake::convert::Converters;
+use studio_intake::core::grid::{self, Block, Document, Format, Table};
 use studio_intake::core::{Limits, Unreadable};
 
 // ---------------------------------------------------------------- builders

@@ -9,7 +9,8 @@ use std::time::Duration;
 use studio_intake::config::{Config, Unit, UnitKind};
 use studio_intake::core::findings::Code;
 use studio_intake::core::forms::{self, Kind};
-use studio_intake::core::grid::{self, Converters, Format};
+use studio_intake::convert::Converters;
+use studio_intake::core::grid::{self, Format};
 use studio_intake::core::{self, Context, Limits, text};
 use studio_intake::fixtures::{
     self, CorpusCase, Expect, MailClient, SheetTool, StudioSpec, SubmissionOptions, SummaryExtras, UnitSpec, ooxml_corpus,

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use studio_intake::core::grid::{self, Converters, Format, Sandbox};
+use studio_intake::convert::{Converters, Sandbox};
+use studio_intake::core::grid::{self, Format};
 use studio_intake::core::{Limits, Unreadable};
 
 /// Counts the connections made to a port on 127.0.0.1 (keeping each request's first line).
@@ -143,7 +144,7 @@ fn convert_odt_with(sandbox: Sandbox) {
 
 #[test]
 fn odt_links_are_not_fetched_in_the_box() {
-    if let Err(e) = grid::network_isolation() {
+    if let Err(e) = studio_intake::convert::network_isolation() {
         println!("SKIPPED: no network namespace on this machine ({e}); see the fallback test");
         return;
     }
@@ -266,10 +267,10 @@ fn a_converter_sees_no_secret_no_network_and_its_limits() {
     assert_ne!(limit("Max file size"), "unlimited", "{seen}");
     let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
     let theirs = seen.lines().find_map(|l| l.strip_prefix("netns=")).unwrap_or("");
-    if grid::network_isolation().is_ok() {
+    if studio_intake::convert::network_isolation().is_ok() {
         assert_ne!(theirs, ours.to_string_lossy(), "the converter has a network namespace of its own");
     } else {
-        println!("no network namespace here ({:?}): the converter shares ours", grid::network_isolation());
+        println!("no network namespace here ({:?}): the converter shares ours", studio_intake::convert::network_isolation());
     }
 }
 

@@ -690,7 +690,8 @@ async fn counts_and_reads(db: &TestDb) -> anyhow::Result<()> {
 /// findings those of the current version, and a merge onto a stale version refused.
 async fn dossier_versions(db: &TestDb) -> anyhow::Result<()> {
     use studio_intake::config::{Config, Unit, UnitKind};
-    use studio_intake::core::{self, Context, dossier::Dossier, grid::Converters};
+    use studio_intake::convert::Converters;
+    use studio_intake::core::{self, Context, dossier::Dossier};
     use studio_intake::fixtures::{self, MailClient, UnitSpec};
     let s = &db.store;
     let u = UnitSpec::sample(6, 2);

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use studio_intake::config::Config;
-use studio_intake::core::{self, Context, grid::{self, Converters, Format}, mime};
+use studio_intake::convert::Converters;
+use studio_intake::core::{self, Context, grid::{self, Format}, mime};
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 
 fn main() {

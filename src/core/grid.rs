@@ -5,14 +5,11 @@
 //! `.doc`/`.pdf` (and WPS `.wps`/`.et`) through optional external converters. Every text
 //! goes through [`crate::core::text::normalize`].
 
-use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use super::{Limits, Unreadable};
 
-mod convert;
 mod docx;
 mod html;
 mod pkg;
@@ -93,20 +90,56 @@ pub struct Picture {
 /// Pictures measured in one document; a scene photo pasted into 附件3 is among the first.
 pub const MAX_PICTURES: usize = 16;
 
-/// External programs for legacy formats. `None` = not available: such files become
-/// [`Unreadable::Unsupported`] naming the format to resend in.
-#[derive(Debug, Clone, Default)]
-pub struct Converters {
-    /// LibreOffice `soffice` (for `.doc`, `.wps`, `.et`, `.odt`).
-    pub soffice: Option<PathBuf>,
-    /// poppler `pdftotext`.
-    pub pdftotext: Option<PathBuf>,
-    pub timeout: Duration,
-    /// The box each converter run gets (environment, network namespace, limits).
-    pub sandbox: Sandbox,
+/// External converters for legacy formats (`.doc`/`.wps`/`.odt`/odd `.xls` → Office Open XML,
+/// `.pdf` → text). The core calls them; it does not own them: the daemon provides
+/// [`crate::convert::Converters`] (LibreOffice and poppler in a box), tests may provide none
+/// ([`NoConverters`]). A format without a converter becomes [`Unreadable::Unsupported`] naming
+/// the format to resend in.
+pub trait Convert: Send + Sync {
+    /// An office suite is available for [`Convert::office`].
+    fn can_office(&self) -> bool;
+    /// A PDF text extractor is available for [`Convert::pdf`].
+    fn can_pdf(&self) -> bool;
+    /// `data` in `format` (opened as `in_ext` when given: `html`, `mht`, `rtf`) converted and
+    /// read; the document keeps the original format.
+    fn office(&self, data: &[u8], format: Format, in_ext: Option<&str>, limits: &Limits) -> Result<Document, Unreadable>;
+    /// A PDF's text, one paragraph per line; none for a scan.
+    fn pdf(&self, data: &[u8], limits: &Limits) -> Result<Document, Unreadable>;
 }
 
-pub use convert::{Sandbox, network_isolation};
+/// No converter at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConverters;
+
+impl Convert for NoConverters {
+    fn can_office(&self) -> bool {
+        false
+    }
+    fn can_pdf(&self) -> bool {
+        false
+    }
+    fn office(&self, _: &[u8], format: Format, _: Option<&str>, _: &Limits) -> Result<Document, Unreadable> {
+        Err(match format {
+            Format::Odt => unsupported("OpenDocument 文本（.odt）", ".docx"),
+            Format::Xls => unsupported("Excel 97-2003（.xls）", ".xlsx"),
+            _ => unsupported(DOC_NAME, ".docx"),
+        })
+    }
+    fn pdf(&self, _: &[u8], _: &Limits) -> Result<Document, Unreadable> {
+        Err(unsupported(PDF_NAME, ".docx"))
+    }
+}
+
+/// A converter's output (a package we made from the sender's file) read by the core's own
+/// readers, with the sender's format kept.
+pub fn read_converted(bytes: &[u8], out_ext: &str, format: Format, limits: &Limits) -> Result<Document, Unreadable> {
+    let mut doc = match out_ext {
+        "xlsx" => sheet::read_xlsx(bytes, limits)?,
+        _ => docx::read_docx(bytes, limits)?,
+    };
+    doc.format = format;
+    Ok(doc)
+}
 
 /// What a file really is, from its bytes; the name only breaks ties (a CFB container with
 /// neither a `Workbook` nor a `WordDocument` stream, a truncated zip package).
@@ -122,7 +155,7 @@ pub fn read(
     file_name: &str,
     data: &[u8],
     limits: &Limits,
-    converters: &Converters,
+    converters: &dyn Convert,
 ) -> Result<Document, Unreadable> {
     if data.is_empty() {
         return Err(Unreadable::Empty);
@@ -139,7 +172,7 @@ pub fn read_sniffed(
     format: Format,
     data: &[u8],
     limits: &Limits,
-    converters: &Converters,
+    converters: &dyn Convert,
 ) -> Result<Document, Unreadable> {
     if data.is_empty() {
         return Err(Unreadable::Empty);
@@ -195,23 +228,22 @@ fn read_as(
     format: Format,
     data: &[u8],
     limits: &Limits,
-    converters: &Converters,
+    converters: &dyn Convert,
 ) -> Result<Document, Unreadable> {
     match format {
         Format::Xlsx => sheet::read_xlsx(data, limits),
         Format::Ods => sheet::read_ods(data, limits),
         Format::Xls => match sheet::read_xls(data, limits) {
-            Err(Unreadable::Corrupt { detail }) if converters.soffice.is_some() => {
+            Err(Unreadable::Corrupt { detail }) if converters.can_office() => {
                 // WPS `.et` files and odd BIFF variants: LibreOffice usually copes.
-                convert::via_soffice(data, format, limits, converters)
-                    .map_err(|_| Unreadable::Corrupt { detail })
+                converters.office(data, format, None, limits).map_err(|_| Unreadable::Corrupt { detail })
             }
             other => other,
         },
         Format::Docx => docx::read_docx_with(data, limits, converters),
         Format::Doc | Format::Odt => {
-            if converters.soffice.is_some() {
-                convert::via_soffice(data, format, limits, converters)
+            if converters.can_office() {
+                converters.office(data, format, None, limits)
             } else if format == Format::Odt {
                 Err(unsupported("OpenDocument 文本（.odt）", ".docx"))
             } else {
@@ -219,8 +251,8 @@ fn read_as(
             }
         }
         Format::Pdf => {
-            if converters.pdftotext.is_some() {
-                convert::via_pdftotext(data, limits, converters)
+            if converters.can_pdf() {
+                converters.pdf(data, limits)
             } else {
                 Err(unsupported(PDF_NAME, ".docx"))
             }
@@ -266,24 +298,6 @@ pub(crate) fn lines_to_paragraphs(text: &str) -> Vec<Block> {
         .filter(|l| !l.is_empty())
         .map(Block::Paragraph)
         .collect()
-}
-
-impl Converters {
-    /// No external programs: legacy formats become [`Unreadable::Unsupported`].
-    pub fn none() -> Self {
-        Converters { soffice: None, pdftotext: None, timeout: Duration::from_secs(60), sandbox: Sandbox::default() }
-    }
-
-    /// Looks for `soffice`/`libreoffice` and `pdftotext` on `PATH` (and LibreOffice's usual
-    /// install folders).
-    pub fn detect(timeout: Duration) -> Self {
-        Converters {
-            soffice: convert::find_program(&["soffice", "libreoffice"]).or_else(convert::find_soffice_elsewhere),
-            pdftotext: convert::find_program(&["pdftotext"]),
-            timeout,
-            sandbox: Sandbox::default(),
-        }
-    }
 }
 
 impl Document {

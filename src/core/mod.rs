@@ -2,7 +2,8 @@
 //!
 //! Nothing in here opens a socket, touches a database or reads the clock. The only
 //! side effect allowed is running an *optional* external converter (LibreOffice, pdftotext)
-//! for legacy formats, and that is injected through [`grid::Converters`].
+//! for legacy formats, and that is injected through the [`grid::Convert`] interface (the
+//! implementation lives outside the core, in [`crate::convert`]).
 
 pub mod grid;
 pub mod mime;
@@ -128,7 +129,7 @@ use chrono::{DateTime, FixedOffset};
 use dossier::{Change, Dossier, MailSource, Standing};
 use findings::{Finding, Severity};
 use forms::Kind;
-use grid::Converters;
+use grid::Convert;
 use policy::Policy;
 use mime::{Message, MimeError};
 use rules::{KnownStudio, RuleContext};
@@ -138,7 +139,7 @@ use submission::Submission;
 /// time from the server, what the store knows) is passed in.
 pub struct Context<'a> {
     pub policy: Policy,
-    pub converters: &'a Converters,
+    pub converters: &'a dyn Convert,
     /// The server's receipt time (IMAP INTERNALDATE, or `check --received-at`). When `None`,
     /// the newest `Received:` header's date, else the `Date:` header.
     pub received_at: Option<DateTime<FixedOffset>>,
@@ -162,7 +163,7 @@ pub struct SenderIdentity {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(policy: Policy, converters: &'a Converters) -> Self {
+    pub fn new(policy: Policy, converters: &'a dyn Convert) -> Self {
         Context { policy, converters, received_at: None, others: &[], identity: None }
     }
 }

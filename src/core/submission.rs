@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Unreadable;
 use super::forms::{self, ApprovalForm, Kind, Materials, Photo, SummaryTable};
-use super::grid::{self, Converters, Format};
+use super::grid::{self, Convert, Format};
 use super::mime::Attachment;
 use super::text::{self, PartialDate, squash};
 use super::Limits;
@@ -174,14 +174,14 @@ const SIGNATURE_MAX_SIDE: u32 = 300;
 
 /// Classify and parse every attachment, then group the parts by studio (no dossier on file:
 /// what `check` does).
-pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &Converters) -> Submission {
+pub fn assemble(attachments: &[Attachment], limits: &Limits, converters: &dyn Convert) -> Submission {
     let mut sub = read(attachments, limits, converters);
     group(&mut sub, &[]);
     sub
 }
 
 /// Classify and parse every attachment; [`group`] then tells which studio each part is of.
-pub fn read(attachments: &[Attachment], limits: &Limits, converters: &Converters) -> Submission {
+pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Convert) -> Submission {
     let mut sub = Submission::default();
     // Where each parsed item came from, to attach it to a studio later.
     let mut material_of: Vec<usize> = Vec::new();

@@ -17,7 +17,7 @@ use quick_xml::name::ResolveResult;
 use std::collections::HashMap;
 
 use super::pkg;
-use super::{Block, Converters, Document, Format, Table, bomb, corrupt, tidy_rows, truncate};
+use super::{Block, Convert, Document, Format, Table, bomb, corrupt, tidy_rows, truncate};
 use crate::core::text;
 use crate::core::{Limits, Unreadable};
 
@@ -293,15 +293,15 @@ const MAX_HEADERS: usize = 12;
 
 /// A .docx read on its own (the converters' output): no converter for embedded HTML.
 pub fn read_docx(data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
-    read_package(data, limits, &Converters::none(), 0)
+    read_package(data, limits, &super::NoConverters, 0)
 }
 
 /// A .docx, with LibreOffice (when configured) for `altChunk` parts in HTML, MHT or RTF.
-pub fn read_docx_with(data: &[u8], limits: &Limits, converters: &Converters) -> Result<Document, Unreadable> {
+pub fn read_docx_with(data: &[u8], limits: &Limits, converters: &dyn Convert) -> Result<Document, Unreadable> {
     read_package(data, limits, converters, 0)
 }
 
-fn read_package(data: &[u8], limits: &Limits, converters: &Converters, depth: usize) -> Result<Document, Unreadable> {
+fn read_package(data: &[u8], limits: &Limits, converters: &dyn Convert, depth: usize) -> Result<Document, Unreadable> {
     let mut zip = pkg::open(data)?;
     pkg::verify_directory(&mut zip, limits)?;
     let names = pkg::names(&zip);
@@ -423,7 +423,7 @@ fn chunk_blocks(
     part: &str,
     content_type: Option<&str>,
     limits: &Limits,
-    converters: &Converters,
+    converters: &dyn Convert,
     depth: usize,
 ) -> Result<Vec<Block>, Unreadable> {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
@@ -437,9 +437,9 @@ fn chunk_blocks(
     let mht = ct.contains("rfc822") || ct.contains("multipart") || matches!(ext.as_str(), "mht" | "mhtml");
     let rtf = ct.contains("rtf") || ext == "rtf" || bytes.starts_with(b"{\\rtf");
     let html = !mht && (ct.contains("html") || matches!(ext.as_str(), "htm" | "html" | "xhtml"));
-    if (html || mht || rtf) && converters.soffice.is_some() && depth == 0 {
+    if (html || mht || rtf) && converters.can_office() && depth == 0 {
         let in_ext = if mht { "mht" } else if rtf { "rtf" } else { "html" };
-        match super::convert::via_soffice_as(bytes, Format::Doc, Some(in_ext), limits, converters) {
+        match converters.office(bytes, Format::Doc, Some(in_ext), limits) {
             Ok(d) => return Ok(d.blocks),
             Err(e @ (Unreadable::ArchiveBomb { .. } | Unreadable::TooLarge { .. })) => return Err(e),
             Err(_) => {}

@@ -14,8 +14,54 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Converters, DOC_NAME, Document, Format, PDF_NAME, lines_to_paragraphs, truncate};
+use crate::core::grid::{Convert, DOC_NAME, Document, Format, PDF_NAME, lines_to_paragraphs, read_converted, truncate};
 use crate::core::{Limits, Unreadable};
+
+/// LibreOffice and poppler as found on this machine (or configured), run in a [`Sandbox`]:
+/// the [`Convert`] implementation the daemon gives the core. `None` = not available.
+#[derive(Debug, Clone, Default)]
+pub struct Converters {
+    /// LibreOffice `soffice` (for `.doc`, `.wps`, `.et`, `.odt`).
+    pub soffice: Option<PathBuf>,
+    /// poppler `pdftotext`.
+    pub pdftotext: Option<PathBuf>,
+    pub timeout: Duration,
+    /// The box each converter run gets (environment, network namespace, limits).
+    pub sandbox: Sandbox,
+}
+
+impl Converters {
+    /// No external programs: legacy formats become [`Unreadable::Unsupported`].
+    pub fn none() -> Self {
+        Converters { soffice: None, pdftotext: None, timeout: Duration::from_secs(60), sandbox: Sandbox::default() }
+    }
+
+    /// Looks for `soffice`/`libreoffice` and `pdftotext` on `PATH` (and LibreOffice's usual
+    /// install folders).
+    pub fn detect(timeout: Duration) -> Self {
+        Converters {
+            soffice: find_program(&["soffice", "libreoffice"]).or_else(find_soffice_elsewhere),
+            pdftotext: find_program(&["pdftotext"]),
+            timeout,
+            sandbox: Sandbox::default(),
+        }
+    }
+}
+
+impl Convert for Converters {
+    fn can_office(&self) -> bool {
+        self.soffice.is_some()
+    }
+    fn can_pdf(&self) -> bool {
+        self.pdftotext.is_some()
+    }
+    fn office(&self, data: &[u8], format: Format, in_ext: Option<&str>, limits: &Limits) -> Result<Document, Unreadable> {
+        via_soffice_as(data, format, in_ext, limits, self)
+    }
+    fn pdf(&self, data: &[u8], limits: &Limits) -> Result<Document, Unreadable> {
+        via_pdftotext(data, limits, self)
+    }
+}
 
 pub fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -447,12 +493,7 @@ pub fn via_soffice_as(
         max_attachment_bytes: limits.max_attachment_bytes.saturating_mul(4),
         ..limits.clone()
     };
-    let mut doc = match out_ext {
-        "xlsx" => super::sheet::read_xlsx(&bytes, &conv_limits)?,
-        _ => super::docx::read_docx(&bytes, &conv_limits)?,
-    };
-    doc.format = format;
-    Ok(doc)
+    read_converted(&bytes, out_ext, format, &conv_limits)
 }
 
 fn file_url(p: &Path) -> String {
