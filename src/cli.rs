@@ -259,7 +259,6 @@ async fn held_list(app: &crate::app::App, format: Format) -> anyhow::Result<()> 
 /// DNS (no key can be fetched: only a trusted header can pass here). A failure is the warning
 /// `submission.sender_not_authenticated`; the mail is still judged as if it were applied.
 fn offline_authentication(config: &Config, raw: &[u8], o: &mut Outcome) {
-    use crate::core::findings::{Code, Finding};
     if config.security.sender_auth != crate::config::SenderAuth::Authenticated {
         return;
     }
@@ -267,13 +266,7 @@ fn offline_authentication(config: &Config, raw: &[u8], o: &mut Outcome) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
     let outcome = rt.block_on(crate::auth::Authenticator::with_records(Vec::new()).authenticate(raw, &sender, &config.security.trusted_authserv_ids));
     if let crate::auth::AuthOutcome::Failed { reason } = outcome {
-        o.findings.push(
-            Finding::new(Code::SubmissionSenderNotAuthenticated)
-                .at("发件人身份验证")
-                .found(format!("{sender}：{reason}"))
-                .expected("DKIM 签名与发件域名一致，或可信收信服务器的验证结果为通过")
-                .says("发件人身份未通过验证：守护进程会暂存此邮件，经推荐单位确认或工作人员核实后才计入。"),
-        );
+        o.findings.push(crate::core::rules::sender_not_authenticated(&sender, &reason));
     }
 }
 

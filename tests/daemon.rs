@@ -17,7 +17,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
-use studio_intake::config::{Config, OutboxKind, SourceKind, Unit, UnitKind};
+use studio_intake::config::Config;
 use studio_intake::core::mime;
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use studio_intake::store::Store;
@@ -370,19 +370,6 @@ async fn the_same_pass_on_postgresql() {
     assert!(s.mailbox_uids(&dept, "INBOX").is_empty());
 }
 
-/// The embedded default (a folder of .eml files, SQLite, file outbox): no servers needed.
-fn file_config(inbox: &Path, state: &Path, units: &[&UnitSpec]) -> Config {
-    let mut c = Config::builtin();
-    c.source.kind = SourceKind::Maildir;
-    c.source.path = inbox.to_owned();
-    c.outbox.kind = OutboxKind::File;
-    c.outbox.path = state.join("outbox");
-    c.database.url = format!("sqlite://{}", state.join("intake.db").display());
-    for u in units {
-        c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
-    }
-    c
-}
 
 #[tokio::test]
 async fn replies_per_sender_are_limited_per_hour() {
@@ -396,7 +383,7 @@ async fn replies_per_sender_are_limited_per_hour() {
         m.message_id = format!("<mail-{k}@example.cn>");
         std::fs::write(inbox.path().join(format!("{k}.eml")), fixtures::build_eml(&m)).unwrap();
     }
-    let mut cfg = file_config(inbox.path(), state.path(), &[&u]);
+    let mut cfg = intake::file_config(inbox.path(), state.path(), &[&u]);
     cfg.outbox.replies_per_sender_per_hour = 2;
     studio_intake::daemon::run_once(cfg).await.unwrap();
     let written = std::fs::read_dir(state.path().join("outbox")).unwrap().count();
@@ -489,7 +476,7 @@ async fn a_units_campaign_over_many_mails_on_the_embedded_default() {
     let inbox = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let u = unit_as(12, 2, "jyxzgh@example.cn");
-    let cfg = file_config(inbox.path(), state.path(), &[&u]);
+    let cfg = intake::file_config(inbox.path(), state.path(), &[&u]);
     let outbox = state.path().join("outbox");
     let send = async |name: &str, raw: Vec<u8>, at: Option<DateTime<FixedOffset>>| -> Vec<Vec<u8>> {
         // The maildir source takes the receipt time from the newest Received: header.

@@ -12,25 +12,12 @@ mod mailstack;
 #[path = "support/intake.rs"]
 mod intake;
 
-use std::path::Path;
 use std::time::Duration;
 
 use sqlx::{Connection, Executor};
-use studio_intake::config::{Config, OutboxKind, SourceKind, Unit, UnitKind};
 use studio_intake::fixtures::{self, MailClient, UnitSpec};
 use studio_intake::store::{MAX_RAW_ATTEMPTS, Store};
 
-fn file_config(inbox: &Path, state: &Path, u: &UnitSpec) -> Config {
-    let mut c = Config::builtin();
-    c.source.kind = SourceKind::Maildir;
-    c.source.path = inbox.to_owned();
-    c.outbox.kind = OutboxKind::File;
-    c.outbox.path = state.join("outbox");
-    c.database.url = format!("sqlite://{}", state.join("intake.db").display());
-    c.units.retain(|x| x.name != u.unit);
-    c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
-    c
-}
 
 /// A trigger that refuses to record a mail whose subject carries `POISON`.
 async fn poison_the_database(url: &str) {
@@ -70,7 +57,7 @@ async fn odd_header_values_are_answered_and_a_mail_that_cannot_be_finished_is_se
     let inbox = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let u = UnitSpec::sample(0, 1);
-    let cfg = file_config(inbox.path(), state.path(), &u);
+    let cfg = intake::file_config(inbox.path(), state.path(), &[&u]);
     // Create the database, then poison it.
     studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
     poison_the_database(&cfg.database.url).await;

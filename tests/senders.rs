@@ -12,25 +12,11 @@ mod intake;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use studio_intake::config::{Config, OutboxKind, SourceKind, Unit, UnitKind};
+use studio_intake::config::Config;
 use studio_intake::core::mime::{self, Message};
 use studio_intake::fixtures::{self, MailClient, MailSpec, UnitSpec};
 use studio_intake::store::Store;
 
-/// The embedded default in temp folders, with `u` registered under its sender.
-fn file_config(inbox: &Path, state: &Path, units: &[&UnitSpec]) -> Config {
-    let mut c = Config::builtin();
-    c.source.kind = SourceKind::Maildir;
-    c.source.path = inbox.to_owned();
-    c.outbox.kind = OutboxKind::File;
-    c.outbox.path = state.join("outbox");
-    c.database.url = format!("sqlite://{}", state.join("intake.db").display());
-    for u in units {
-        c.units.retain(|x| x.name != u.unit);
-        c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
-    }
-    c
-}
 
 async fn store(db: &Path) -> Store {
     Store::connect(&format!("sqlite://{}", db.display()), 2).await.unwrap()
@@ -48,7 +34,7 @@ impl Folder {
     fn new(units: &[&UnitSpec]) -> Folder {
         let inbox = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let config = file_config(inbox.path(), state.path(), units);
+        let config = intake::file_config(inbox.path(), state.path(), units);
         Folder { inbox, state, config, n: 0 }
     }
 
@@ -256,8 +242,7 @@ async fn the_global_reply_ceiling_holds_under_a_burst_of_forged_senders() {
         let raw = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
         assert!(!raw.contains("spam.example/"), "a reply repeated the mail's content");
     }
-    // The unit's own mail still gets its answer when the ceiling is lifted for the next hour
-    // (here: raised), and nothing the burst sent changed any dossier.
+    // Nothing the burst sent changed any dossier.
     assert!(st.current_dossiers().await.unwrap().is_empty());
 }
 
@@ -334,4 +319,37 @@ async fn authenticated_mode_applies_only_mail_that_passes() {
     f.send(&mail("auth-none", "")).await;
     assert_eq!(st.held_mails().await.unwrap().len(), 2);
     assert_eq!(st.dossier_history(&u.unit).await.unwrap().len(), 1);
+}
+
+/// `check` in authenticated mode says offline whether a registered sender would pass: only a
+/// trusted Authentication-Results can (no DNS), an attacker's own header cannot.
+#[test]
+fn check_reports_an_unauthenticated_sender_offline() {
+    use studio_intake::config::SenderAuth;
+    let u = UnitSpec::sample(3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = intake::file_config(dir.path(), dir.path(), &[&u]);
+    cfg.security.sender_auth = SenderAuth::Authenticated;
+    cfg.security.trusted_authserv_ids = vec!["mx.leshan.example".into()];
+    let cfg_path = dir.path().join("intake.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let domain = u.sender.split('@').nth(1).unwrap().to_owned();
+    let codes = |header: &str| -> Vec<String> {
+        let mut raw = header.as_bytes().to_vec();
+        raw.extend_from_slice(&fixtures::build_eml(&with_id(fixtures::submission_mail(&u, MailClient::Foxmail, &Default::default()), "check-auth")));
+        let mail = dir.path().join("m.eml");
+        std::fs::write(&mail, raw).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_studio-intake"))
+            .args(["check", "--format", "json", "--config", cfg_path.to_str().unwrap(), mail.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        v["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_owned()).collect()
+    };
+    let none = codes("");
+    assert!(none.contains(&"submission.sender_not_authenticated".to_owned()), "{none:?}");
+    let forged = codes(&format!("Authentication-Results: mx.leshan.example.evil.cn; dkim=pass header.d={domain}\r\n"));
+    assert!(forged.contains(&"submission.sender_not_authenticated".to_owned()), "{forged:?}");
+    let trusted = codes(&format!("Authentication-Results: mx.leshan.example; dkim=pass header.d={domain}\r\n"));
+    assert!(!trusted.contains(&"submission.sender_not_authenticated".to_owned()), "{trusted:?}");
 }

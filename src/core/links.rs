@@ -99,5 +99,10 @@ mod tests {
         assert!(download_links("请查收附件。谢谢！http://www.example.cn").is_empty());
         assert!(download_links("").is_empty());
         assert!(download_links("http").is_empty());
+        // At most MAX_LINKS, each at most MAX_LINK_CHARS.
+        let many: String = (0..MAX_LINKS + 5).map(|i| format!("https://pan.baidu.com/s/{i} ")).collect();
+        assert_eq!(download_links(&many).len(), MAX_LINKS);
+        let long = format!("https://pan.baidu.com/s/{}", "a".repeat(MAX_LINK_CHARS));
+        assert_eq!(download_links(&long)[0].chars().count(), MAX_LINK_CHARS);
     }
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::findings::{Finding, Severity};
 use super::forms::Kind;
+use super::text::is_invisible;
 use super::submission::{AttachmentInfo, Studio};
 use super::{Outcome, Verdict};
 use super::policy::Policy;
@@ -52,8 +53,7 @@ pub struct Reply {
 /// (a CR LF from a decoded encoded-word, a right-to-left override hiding the real text),
 /// whitespace runs as one space, at most [`SUBJECT_SHOWN_CHARS`] characters.
 pub fn shown_subject(subject: &str) -> String {
-    let is_bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    let cleaned: String = subject.chars().map(|c| if c.is_control() { ' ' } else { c }).filter(|&c| !is_bidi(c)).collect();
+    let cleaned: String = subject.chars().map(|c| if c.is_control() { ' ' } else { c }).filter(|&c| !is_invisible(c)).collect();
     let words: Vec<&str> = cleaned.split_whitespace().collect();
     let joined = words.join(" ");
     if joined.is_empty() {
@@ -286,10 +286,7 @@ pub fn reply(o: &Outcome, policy: &Policy) -> Reply {
 /// anything we send, whatever a mail or its forms contained.
 pub fn strip_invisible(s: &str) -> String {
     s.chars()
-        .filter(|&c| {
-            !(matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
-                || (c.is_control() && c != '\n' && c != '\t'))
-        })
+        .filter(|&c| !(is_invisible(c) || (c.is_control() && c != '\n' && c != '\t')))
         .collect()
 }
 
@@ -364,8 +361,7 @@ pub fn confirmation_request(unit: &str, held: &HeldSummary, policy: &Policy) -> 
 /// A value from a mail or its forms as the reply shows it: no control or invisible
 /// characters, capped in length.
 pub fn shown_value(s: &str) -> String {
-    let is_hidden = |c: char| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
-    let cleaned: String = s.chars().filter(|&c| !is_hidden(c)).collect();
+    let cleaned: String = s.chars().filter(|&c| !(c.is_control() || is_invisible(c))).collect();
     let cleaned = cleaned.trim();
     if cleaned.chars().count() <= SHOWN_VALUE_CHARS {
         return cleaned.to_owned();
@@ -558,6 +554,28 @@ fn html_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_values_are_capped_and_cleaned() {
+        let long = "值".repeat(ECHOED_VALUE_CHARS + 10);
+        assert_eq!(capped(&long).chars().count(), ECHOED_VALUE_CHARS + 1);
+        assert_eq!(capped("短"), "短");
+        let name = format!("{}\u{202e}X\u{200b}", "名".repeat(SHOWN_VALUE_CHARS + 5));
+        let shown = shown_value(&name);
+        assert!(shown.ends_with('…') && shown.chars().count() == SHOWN_VALUE_CHARS + 1, "{shown}");
+        assert_eq!(shown_value(" 犍为县\u{202e}总工会\r\n"), "犍为县总工会");
+        assert_eq!(strip_invisible("a\u{2066}b\u{0007}c\nd"), "abc\nd");
+    }
+
+    #[test]
+    fn a_confirmation_request_lists_at_most_the_first_files() {
+        let policy = crate::config::Config::builtin().policy();
+        let files = (0..CONFIRM_FILES_SHOWN + 5).map(|i| (format!("f{i}.docx"), Kind::Other, None)).collect();
+        let held = HeldSummary { sender: "x@evil.example".into(), received_at: None, reason: super::super::findings::Code::SubmissionUnknownSender, files };
+        let r = confirmation_request("犍为县总工会", &held, &policy);
+        assert!(r.text.contains(&format!("f{}.docx", CONFIRM_FILES_SHOWN - 1)) && !r.text.contains(&format!("f{}.docx", CONFIRM_FILES_SHOWN)));
+        assert!(r.text.contains(&format!("共 {} 个文件", CONFIRM_FILES_SHOWN + 5)));
+    }
 
     #[test]
     fn shown_subject_drops_control_and_bidi_characters_and_is_capped() {

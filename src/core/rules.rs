@@ -78,13 +78,9 @@ pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
                 .expected("推荐单位登记的发件邮箱")
                 .says("发件地址未登记为任何推荐单位的邮箱：邮件已暂存，经推荐单位确认或工作人员核实后才计入。"),
         ),
-        (Some(Code::SubmissionSenderNotAuthenticated), Some(sender)) => out.push(
-            Finding::new(Code::SubmissionSenderNotAuthenticated)
-                .at("发件人身份验证")
-                .found(format!("{sender}：{}", ctx.auth_note.unwrap_or("未通过验证")))
-                .expected("DKIM 签名与发件域名一致，或可信收信服务器的验证结果为通过")
-                .says("发件人身份未通过验证：邮件已暂存，经推荐单位确认或工作人员核实后才计入。"),
-        ),
+        (Some(Code::SubmissionSenderNotAuthenticated), Some(sender)) => {
+            out.push(sender_not_authenticated(sender, ctx.auth_note.unwrap_or("未通过验证")))
+        }
         _ => {}
     }
     if ctx.parts_truncated {
@@ -144,6 +140,15 @@ pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
         );
     }
     out
+}
+
+/// `submission.sender_not_authenticated` for `sender`, with what the authentication found.
+pub fn sender_not_authenticated(sender: &str, note: &str) -> Finding {
+    Finding::new(Code::SubmissionSenderNotAuthenticated)
+        .at("发件人身份验证")
+        .found(format!("{sender}：{note}"))
+        .expected("DKIM 签名与发件域名一致，或可信收信服务器的验证结果为通过")
+        .says("发件人身份未通过验证：邮件已暂存，经推荐单位确认或工作人员核实后才计入。")
 }
 
 fn not_typed_other(nt: &super::submission::NotTyped, studio: Option<&str>) -> Finding {

@@ -29,12 +29,13 @@ fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\u{a0}' | '\u{3000}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{1680}')
 }
 
-/// Characters that print as nothing: zero-width spaces and joiners, direction marks, the
-/// byte-order mark, soft hyphens.
-fn is_invisible(c: char) -> bool {
+/// Characters that print as nothing: zero-width spaces and joiners, direction marks and
+/// bidi overrides/isolates (they disguise text), the byte-order mark, soft hyphens. The one
+/// list every reader, reply and file name uses.
+pub fn is_invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{ad}' | '\u{180e}'
+        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{ad}' | '\u{180e}' | '\u{061c}'
     )
 }
 

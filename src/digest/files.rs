@@ -62,7 +62,7 @@ pub fn safe_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| if c.is_control() || matches!(c, '<' | '>' | ':' | '"' | '/' | '\\' | '|' | '?' | '*') { '_' } else { c })
-        .filter(|c| !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'))
+        .filter(|&c| !crate::core::text::is_invisible(c))
         .collect();
     let mut cleaned = cleaned.trim().trim_end_matches(['.', ' ']).trim_start_matches('.').to_owned();
     if cleaned.chars().count() > 100 {

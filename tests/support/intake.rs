@@ -6,6 +6,22 @@
 use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind};
 use studio_intake::fixtures::UnitSpec;
 
+/// The embedded default in temp folders (a folder of .eml files, SQLite, file outbox): no
+/// servers needed. `units` become county unions with their senders.
+pub fn file_config(inbox: &std::path::Path, state: &std::path::Path, units: &[&UnitSpec]) -> Config {
+    let mut c = Config::builtin();
+    c.source.kind = SourceKind::Maildir;
+    c.source.path = inbox.to_owned();
+    c.outbox.kind = OutboxKind::File;
+    c.outbox.path = state.join("outbox");
+    c.database.url = format!("sqlite://{}", state.join("intake.db").display());
+    for u in units {
+        c.units.retain(|x| x.name != u.unit);
+        c.units.push(Unit { name: u.unit.clone(), kind: UnitKind::County, senders: vec![u.sender.clone()] });
+    }
+    c
+}
+
 /// The environment variable the configs name for the stack's password.
 pub const PASSWORD_ENV: &str = "INTAKE_TEST_PASSWORD";
 
