@@ -307,32 +307,36 @@ pub fn judge(mail: Mail, on_file: &Dossier, ctx: &Context) -> Outcome {
     let mut findings = rules::mail_rules(&submission, &rule_ctx);
     let late = mail.is_late(&ctx.policy);
     let has_documents = submission.has_documents();
-    let source = MailSource { message_id: message.message_id.clone(), received_at };
-    let (merged, merge_changes) = dossier::merge(on_file, &submission, &source);
     let applied = has_documents && !late && held.is_none();
-    let view = dossier::view(&merged, Some(&submission));
-    let judged = rules::check(&view, &rule_ctx);
-    let standing;
-    let (dossier, changes, view) = if applied {
-        standing = dossier::standing(&merged, &view, &judged);
-        findings.extend(judged.into_iter().map(|mut f| {
-            f.on_file = true;
-            f
-        }));
-        (merged, merge_changes, view)
-    } else {
-        // Nothing changes on file. A late mail is still judged on what it would have made
-        // (the reply and `check` say what was wrong with it besides being late); a mail
-        // without documents has nothing to judge.
-        if (late || held.is_some()) && has_documents {
+    // What the mail would make of the dossier: applied, or (late, held) judged for the reply
+    // and `check` without changing anything. A mail without documents has nothing to merge.
+    let (dossier, changes, view, standing) = if has_documents {
+        let source = MailSource { message_id: message.message_id.clone(), received_at };
+        let (merged, merge_changes) = dossier::merge(on_file, &submission, &source);
+        let view = dossier::view(&merged, Some(&submission));
+        let judged = rules::check(&view, &rule_ctx);
+        if applied {
+            let standing = dossier::standing(&merged, &view, &judged);
+            findings.extend(judged.into_iter().map(|mut f| {
+                f.on_file = true;
+                f
+            }));
+            (merged, merge_changes, view, standing)
+        } else {
             findings.extend(judged);
+            unchanged(on_file, &rule_ctx)
         }
-        let unchanged = dossier::view(on_file, None);
-        let on_file_findings = rules::check(&unchanged, &rule_ctx);
-        standing = dossier::standing(on_file, &unchanged, &on_file_findings);
-        (on_file.clone(), Vec::new(), unchanged)
+    } else {
+        unchanged(on_file, &rule_ctx)
     };
     Outcome { message, sender, unit, received_at, submission, dossier, view, changes, applied, findings, standing, download_links, held }
+}
+
+/// The dossier as it stays (a mail that changes nothing), with its view and standing.
+fn unchanged(on_file: &Dossier, rule_ctx: &RuleContext) -> (Dossier, Vec<Change>, Submission, Standing) {
+    let view = dossier::view(on_file, None);
+    let standing = dossier::standing(on_file, &view, &rules::check(&view, rule_ctx));
+    (on_file.clone(), Vec::new(), view, standing)
 }
 
 /// The whole pure pipeline for one message with nothing on file (what `check` does).
