@@ -13,7 +13,7 @@
 //! - [`health`], [`metrics`]: `/healthz` and Prometheus `/metrics` on loopback.
 //! - [`cli`]: the `studio-intake` command line.
 //! - [`logging`]: the log filter and writer that keep passwords out of every line.
-//! - [`fixtures`]: builders of realistic mails, forms and photos for tests and benchmarks.
+//! - `fixtures` (feature `fixtures`): builders of realistic mails, forms and photos for tests and benchmarks.
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -22,6 +22,7 @@ pub mod convert;
 pub mod core;
 pub mod daemon;
 pub mod digest;
+#[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod health;
 pub mod intake;

@@ -19,7 +19,7 @@ use std::sync::RwLock;
 
 use base64::Engine as _;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _, Targets};
+use tracing_subscriber::filter::{FilterExt as _, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -33,12 +33,25 @@ pub const CAPPED_TARGETS: &[&str] = &["lettre", "async_imap", "imap_proto"];
 
 /// The filter of `RUST_LOG` (or `default` when unset or invalid), with [`CAPPED_TARGETS`]
 /// capped at [`DEPENDENCY_CAP`].
+///
+/// `RUST_LOG` takes comma-separated `level` and `target=level` directives (`info`,
+/// `studio_intake=debug,sqlx=warn`). tracing-subscriber's `EnvFilter` would also take span and
+/// field filters, but it brings a regex engine into the build for a syntax nobody here uses;
+/// such a directive is refused and `default` applies (with a line saying so).
 pub fn filter(default: &str) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + use<> {
-    capped(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
+    let fallback = || default.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    let targets = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={spec:?} not understood ({e}): using {default:?}");
+            fallback()
+        }),
+        _ => fallback(),
+    };
+    capped(targets)
 }
 
 /// `env` and the caps of [`CAPPED_TARGETS`]: an event passes only when both let it.
-pub fn capped(env: EnvFilter) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync {
+pub fn capped(env: Targets) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync {
     let caps = CAPPED_TARGETS
         .iter()
         .fold(Targets::new().with_default(LevelFilter::TRACE), |t, target| t.with_target(*target, DEPENDENCY_CAP));
@@ -173,7 +186,7 @@ mod tests {
     fn credential_printing_crates_stay_at_info_whatever_is_asked() {
         let out = Capture::default();
         let spec = "trace,lettre=trace,lettre::transport::smtp::client=trace,async_imap=trace,async_imap::imap_stream=trace";
-        let layer = tracing_subscriber::fmt::layer().with_writer(out.clone()).with_ansi(false).with_filter(capped(EnvFilter::new(spec)));
+        let layer = tracing_subscriber::fmt::layer().with_writer(out.clone()).with_ansi(false).with_filter(capped(spec.parse::<Targets>().unwrap()));
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::debug!(target: "lettre::transport::smtp::client::async_connection", "Wrote: AUTH PLAIN AGxldHRyZQ==");

@@ -27,6 +27,7 @@ mod raw;
 mod read;
 mod record;
 mod senders;
+mod migrations;
 mod state;
 
 use std::str::FromStr;
@@ -41,8 +42,6 @@ use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor};
 /// Claims of a raw message before it is set aside as `failed`.
 pub const MAX_RAW_ATTEMPTS: i64 = 5;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -409,8 +408,8 @@ impl Store {
     /// Apply the embedded migrations of this backend.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &*migrations::SQLITE_MIGRATOR,
+            Backend::Postgres => &*migrations::POSTGRES_MIGRATOR,
         };
         migrator.run(&self.pool).await.context("database migration failed")?;
         Ok(())
