@@ -26,16 +26,60 @@ pub struct Intake {
 }
 
 impl Handler for Intake {
-    fn handle(&self, m: Incoming) -> impl Future<Output = anyhow::Result<()>> + Send {
+    type Prepared = Prepared;
+
+    /// Stores the raw bytes and reads the mail on a task of its own, so that it goes on while
+    /// the source commits the messages before it.
+    fn prepare(&self, m: Incoming) -> impl Future<Output = Prepared> + Send {
         let app = self.app.clone();
         let span = info_span!("mail", mailbox = %m.mailbox, uid = m.uid.unwrap_or(0), size = m.size);
-        async move { intake(&app, m).await }.instrument(span)
+        let task = tokio::spawn(async move { prepare(&app, m).await }.instrument(span.clone()));
+        async move {
+            let stage = match task.await {
+                Ok(stage) => stage,
+                Err(join) => Err(anyhow::anyhow!("preparing the message failed: {join}")),
+            };
+            Prepared { span, stage }
+        }
+    }
+
+    fn commit(&self, p: Prepared) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let app = self.app.clone();
+        async move { commit(&app, p.stage?).await }.instrument(p.span)
     }
 }
 
-async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
-    // A mail over the size limit was not downloaded: its header stands in for it (kept and
-    // hashed), so it is deduplicated and recorded like any other.
+/// A message stored and read, waiting for its turn to be judged.
+pub struct Prepared {
+    span: tracing::Span,
+    stage: anyhow::Result<Stage>,
+}
+
+enum Stage {
+    /// Processed before (the same UID, or the same bytes).
+    Done,
+    /// Over the size limit, not downloaded: its header stands in for it (kept and hashed), so
+    /// it is deduplicated and recorded like any other.
+    TooLarge { raw: StoredRaw, why: report::Unprocessed },
+    /// Read (or failed to be read: the failure counts as an attempt when its turn comes).
+    Read { raw: StoredRaw, read: anyhow::Result<ReadMail> },
+}
+
+struct StoredRaw {
+    id: i64,
+    sha256: String,
+    bytes: Vec<u8>,
+    received_at: Option<DateTime<FixedOffset>>,
+}
+
+/// What needs no other message: the core's first step and, where senders must authenticate,
+/// the DKIM check (DNS round trips).
+struct ReadMail {
+    mail: Result<core::Mail, report::Unprocessed>,
+    auth: Option<(bool, String)>,
+}
+
+async fn prepare(app: &App, m: Incoming) -> anyhow::Result<Stage> {
     let (bytes, too_large) = match m.raw {
         Ok(b) => (b, None),
         Err(t) => {
@@ -44,7 +88,7 @@ async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
         }
     };
     let sha256 = hex(&Sha256::digest(&bytes));
-    let raw = NewRaw {
+    let new = NewRaw {
         mailbox: m.mailbox.clone(),
         uidvalidity: m.uidvalidity.map(i64::from),
         uid: m.uid.map(i64::from),
@@ -53,36 +97,64 @@ async fn intake(app: &App, m: Incoming) -> anyhow::Result<()> {
         received_at: m.received_at,
         size: m.size as i64,
     };
-    let id = match app.store.put_raw(&raw).await? {
+    let id = match app.store.put_raw(&new).await? {
         PutRaw::New(id) => id,
-        PutRaw::Known { processed: true, .. } => {
-            info!("already processed");
-            return Ok(());
-        }
+        PutRaw::Known { processed: true, .. } => return Ok(Stage::Done),
         PutRaw::Known { id, .. } => id,
     };
-    match too_large {
-        // A failure counts as an attempt in the store; a mail that fails every time is set
-        // aside after a few (the source moves it to the failed folder), never offered forever.
-        None => match process_raw(app, id, &raw.bytes, &sha256, m.received_at).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let reason = format!("{e:#}");
-                if app.store.raw_failed(id, &reason).await? {
-                    metrics().mail_set_aside();
-                    warn!(raw = id, "set aside after {} attempts: {reason}", crate::store::MAX_RAW_ATTEMPTS);
-                    return Err(crate::mailbox::SetAside { attempts: crate::store::MAX_RAW_ATTEMPTS, reason }.into());
-                }
-                Err(e)
-            }
-        },
-        Some(why) => {
+    let raw = StoredRaw { id, sha256, bytes: new.bytes, received_at: m.received_at };
+    Ok(match too_large {
+        Some(why) => Stage::TooLarge { raw, why },
+        None => {
+            let read = read_mail(app, raw.id, &raw.bytes, raw.received_at).await;
+            Stage::Read { raw, read }
+        }
+    })
+}
+
+async fn commit(app: &App, stage: Stage) -> anyhow::Result<()> {
+    match stage {
+        Stage::Done => {
+            info!("already processed");
+            Ok(())
+        }
+        Stage::TooLarge { raw, why } => {
             // The header block ends at the blank line the parser looks for.
-            let mut head = raw.bytes.clone();
+            let mut head = raw.bytes;
             head.extend_from_slice(b"\r\n");
-            let rec = record_unprocessed(app, id, &sha256, &head, m.received_at, why).await?;
+            let rec = record_unprocessed(app, raw.id, &raw.sha256, &head, raw.received_at, why).await?;
             metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
             Ok(())
+        }
+        Stage::Read { raw, read } => {
+            // The same bytes twice in one batch: the first one's commit did it.
+            if app.store.raw_processed(raw.id).await? {
+                info!("already processed");
+                return Ok(());
+            }
+            let started = Instant::now();
+            let result = match read {
+                Ok(read) => judge_and_record(app, &raw, read).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(rec) => {
+                    metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), started.elapsed());
+                    Ok(())
+                }
+                // A failure counts as an attempt in the store; a mail that fails every time is
+                // set aside after a few (the source moves it to the failed folder), never
+                // offered forever.
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    if app.store.raw_failed(raw.id, &reason).await? {
+                        metrics().mail_set_aside();
+                        warn!(raw = raw.id, "set aside after {} attempts: {reason}", crate::store::MAX_RAW_ATTEMPTS);
+                        return Err(crate::mailbox::SetAside { attempts: crate::store::MAX_RAW_ATTEMPTS, reason }.into());
+                    }
+                    Err(e)
+                }
+            }
         }
     }
 }
@@ -211,7 +283,7 @@ async fn authenticate(app: &App, raw: &[u8], sender: &str) -> (bool, String) {
 /// Who the sender is: the unit its address is registered to, and whether the mail must be
 /// held (an unregistered address; or, with `sender_auth = "authenticated"`, a From that
 /// does not pass).
-async fn sender_identity(app: &App, sender: Option<&str>, raw: &[u8]) -> anyhow::Result<core::SenderIdentity> {
+async fn sender_identity(app: &App, sender: Option<&str>, raw: &[u8], checked: Option<(bool, String)>) -> anyhow::Result<core::SenderIdentity> {
     use core::findings::Code;
     let Some(sender) = sender else {
         return Ok(core::SenderIdentity { unit: None, held: Some(Code::SubmissionUnknownSender), auth: None });
@@ -222,27 +294,47 @@ async fn sender_identity(app: &App, sender: Option<&str>, raw: &[u8]) -> anyhow:
     match app.policy.sender_auth {
         core::policy::SenderAuth::Registered => Ok(core::SenderIdentity { unit: Some(unit), held: None, auth: Some("registered address".into()) }),
         core::policy::SenderAuth::Authenticated => {
-            let (passed, note) = authenticate(app, raw, sender).await;
+            let (passed, note) = match checked {
+                Some(done) => done,
+                None => authenticate(app, raw, sender).await,
+            };
             let held = (!passed).then_some(Code::SubmissionSenderNotAuthenticated);
             Ok(core::SenderIdentity { unit: Some(unit), held, auth: Some(note) })
         }
     }
 }
 
-/// Run the core on one stored message and commit its results and reply in one transaction.
+/// Run the core on one stored message and commit its results and reply in one transaction
+/// (the daemon's retry of stored messages; the sources go through [`Handler`]).
 pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<()> {
     let started = Instant::now();
-    let recorded = process_raw_inner(app, raw_id, bytes, sha256, received_at).await?;
+    let raw = StoredRaw { id: raw_id, sha256: sha256.to_owned(), bytes: bytes.to_vec(), received_at };
+    let read = read_mail(app, raw_id, bytes, received_at).await?;
+    let recorded = judge_and_record(app, &raw, read).await?;
     metrics().mail_processed(&recorded.verdict, recorded.findings.iter().map(|f| &f.code), started.elapsed());
     Ok(())
 }
 
-/// [`process_raw`]; returns what was recorded.
-///
-/// The core runs in two steps: *read* (bytes → the mail's parts) on the blocking pool, then,
-/// with the unit's dossier loaded from the store, *judge* (merge and rules). The new dossier
-/// version, the findings and the reply are committed in one transaction.
-async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<SubmissionRecord> {
+/// The core's first step (guarded) and, with `sender_auth = "authenticated"`, the sender's
+/// authentication when the address is registered.
+async fn read_mail(app: &App, raw_id: i64, bytes: &[u8], received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<ReadMail> {
+    let mail = read_guarded(app, raw_id, bytes, received_at).await?;
+    let mut auth = None;
+    if app.policy.sender_auth == core::policy::SenderAuth::Authenticated
+        && let Ok(mail) = &mail
+        && let Some(sender) = mail.sender.as_deref()
+        && registered_unit(app, sender).await?.is_some()
+    {
+        auth = Some(authenticate(app, bytes, sender).await);
+    }
+    Ok(ReadMail { mail, auth })
+}
+
+/// The core's second step, in arrival order: with the unit's dossier loaded from the store,
+/// *judge* (merge and rules); the new dossier version, the findings and the reply are
+/// committed in one transaction. Returns what was recorded.
+async fn judge_and_record(app: &App, raw: &StoredRaw, read: ReadMail) -> anyhow::Result<SubmissionRecord> {
+    let (raw_id, bytes, sha256, received_at) = (raw.id, raw.bytes.as_slice(), raw.sha256.as_str(), raw.received_at);
     // The same mail delivered twice (same Message-ID from the same sender, even with other
     // bytes) is one mail: processed and answered once.
     if let Some(head) = headers_of(bytes)
@@ -262,13 +354,13 @@ async fn process_raw_inner(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, r
         app.store.record(raw_id, &rec, &[]).await?;
         return Ok(rec);
     }
-    let mail = match read_guarded(app, raw_id, bytes, received_at).await? {
+    let mail = match read.mail {
         Ok(mail) => mail,
         Err(why) => return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await,
     };
     // Who speaks: the unit the From address is registered to (configured, or approved by
     // staff) — never the unit the forms name, which is only a suggestion for staff.
-    let identity = sender_identity(app, mail.sender.as_deref(), bytes).await?;
+    let identity = sender_identity(app, mail.sender.as_deref(), bytes, read.auth).await?;
     let suggested = mail.written_unit.clone();
     // A registered sender's answer to a confirmation request applies the held mail it names.
     let confirmed = match (&identity.unit, identity.held) {

@@ -124,7 +124,13 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    async fn handle(&self, m: Incoming) -> anyhow::Result<()> {
+    type Prepared = Incoming;
+
+    async fn prepare(&self, m: Incoming) -> Incoming {
+        m
+    }
+
+    async fn commit(&self, m: Incoming) -> anyhow::Result<()> {
         self.seen.lock().unwrap().push(m);
         Ok(())
     }

@@ -50,7 +50,13 @@ impl Recorder {
 }
 
 impl Handler for Recorder {
-    async fn handle(&self, m: Incoming) -> anyhow::Result<()> {
+    type Prepared = Incoming;
+
+    async fn prepare(&self, m: Incoming) -> Incoming {
+        m
+    }
+
+    async fn commit(&self, m: Incoming) -> anyhow::Result<()> {
         let marker = self.fail_marker.lock().unwrap().clone();
         let fail = match (&marker, &m.raw) {
             (Some(mark), Ok(raw)) => raw.windows(mark.len()).any(|w| w == mark.as_bytes()),
@@ -228,7 +234,10 @@ async fn run_once_offers_every_new_message_with_its_internaldate_and_moves_it() 
     let (uv, last) = f.state.peek(f.source.mailbox_id()).unwrap();
     assert_eq!((Some(uv), Some(last)), (seen[4].uidvalidity, seen[4].uid));
     assert_eq!(proxy.client_said("ID (\"name\" \"studio-intake\""), 1, "IMAP ID sent");
-    assert_eq!(proxy.client_said(" UID MOVE "), 5);
+    // One batch: sizes and dates in one FETCH, the bodies in another, one MOVE for all five.
+    assert_eq!(proxy.client_said(" UID MOVE "), 1, "one MOVE for the batch");
+    assert_eq!(proxy.client_said(" BODY.PEEK[]"), 1, "one FETCH of the bodies");
+    assert_eq!(proxy.client_said(" (UID RFC822.SIZE INTERNALDATE)"), 1, "one FETCH of the sizes");
 
     assert_eq!(f.source.run_once(&rec).await.unwrap(), 0);
     assert_eq!(rec.count(), 5);

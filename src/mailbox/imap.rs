@@ -9,7 +9,7 @@
 //! completion, fails on `NO`/`BAD`/EOF, and runs under `command_timeout_secs` (async-imap has
 //! no timeouts, #63).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -362,47 +362,139 @@ impl ImapSource {
 
         let mut pass = Pass::default();
         let mut blocked = false;
-        for uid in uids {
+        let mut queue: VecDeque<u32> = uids.into();
+        while !queue.is_empty() {
             if stop() {
                 break;
             }
-            let Some(incoming) = self.fetch(conn, uid).await? else {
-                debug!(mailbox = %self.id, uid, "message gone before it was fetched");
-                if !blocked {
-                    self.state.set(&self.id, uidvalidity, uid).await.context("writing mailbox state")?;
-                }
-                continue;
-            };
+            let batch = self.fetch_batch(conn, &mut queue).await?;
             // A long pass is contact too: /healthz must not call a busy mailbox stale.
             metrics().mailbox_contact();
-            let size = incoming.size;
-            let too_large = incoming.raw.is_err();
-            match h.handle(incoming).await {
-                Ok(()) => {
-                    self.mark_processed(conn, uid).await?;
-                    if !blocked {
-                        self.state.set(&self.id, uidvalidity, uid).await.context("writing mailbox state")?;
+            let gone: HashSet<u32> = batch.iter().filter(|(_, m)| m.is_none()).map(|(uid, _)| *uid).collect();
+            let order: Vec<u32> = batch.iter().map(|(uid, _)| *uid).collect();
+            let present: Vec<(u32, Incoming)> = batch.into_iter().filter_map(|(uid, m)| m.map(|m| (uid, m))).collect();
+            let sizes: HashMap<u32, (u64, bool)> = present.iter().map(|(uid, m)| (*uid, (m.size, m.raw.is_err()))).collect();
+            let mut results: HashMap<u32, anyhow::Result<()>> = super::handle_in_order(h, present, stop).await.into_iter().collect();
+
+            // Committed ones are marked together (one MOVE or STORE for the batch); the mark
+            // advances over the leading run of messages that are done (processed, set aside,
+            // or gone), never past one left for later or not handled before a stop.
+            let committed: Vec<u32> = order.iter().copied().filter(|uid| matches!(results.get(uid), Some(Ok(())))).collect();
+            if !committed.is_empty() {
+                self.mark_processed(conn, &committed).await?;
+            }
+            let mut mark = None;
+            for uid in order {
+                if gone.contains(&uid) {
+                    debug!(mailbox = %self.id, uid, "message gone before it was fetched");
+                } else {
+                    let (size, too_large) = sizes.get(&uid).copied().unwrap_or_default();
+                    match results.remove(&uid) {
+                        None => break, // stopped before it was handled: offered again
+                        Some(Ok(())) => {
+                            pass.ok += 1;
+                            info!(mailbox = %self.id, uid, size, too_large, result = "ok", "message processed");
+                        }
+                        Some(Err(e)) if e.downcast_ref::<super::SetAside>().is_some() => {
+                            let failed = self.failed_folder().to_owned();
+                            self.move_to(conn, &failed, &uid.to_string()).await?;
+                            pass.failed += 1;
+                            warn!(mailbox = %self.id, uid, size, result = "failed", error = %format!("{e:#}"), "message moved to the failed folder");
+                        }
+                        Some(Err(e)) => {
+                            blocked = true;
+                            pass.failed += 1;
+                            warn!(mailbox = %self.id, uid, size, too_large, result = "error", error = %format!("{e:#}"), "message left for later");
+                        }
                     }
-                    pass.ok += 1;
-                    info!(mailbox = %self.id, uid, size, too_large, result = "ok", "message processed");
                 }
-                Err(e) if e.downcast_ref::<super::SetAside>().is_some() => {
-                    let failed = self.failed_folder().to_owned();
-                    self.move_to(conn, &failed, uid).await?;
-                    if !blocked {
-                        self.state.set(&self.id, uidvalidity, uid).await.context("writing mailbox state")?;
-                    }
-                    pass.failed += 1;
-                    warn!(mailbox = %self.id, uid, size, result = "failed", error = %format!("{e:#}"), "message moved to the failed folder");
+                if !blocked {
+                    mark = Some(uid);
                 }
-                Err(e) => {
-                    blocked = true;
-                    pass.failed += 1;
-                    warn!(mailbox = %self.id, uid, size, too_large, result = "error", error = %format!("{e:#}"), "message left for later");
-                }
+            }
+            if let Some(uid) = mark {
+                self.state.set(&self.id, uidvalidity, uid).await.context("writing mailbox state")?;
+            }
+            if stop() {
+                break;
             }
         }
         Ok(pass)
+    }
+
+    /// The next messages of `queue`, downloaded: sizes and dates of up to
+    /// [`super::BATCH_MESSAGES`] in one FETCH, then the bodies of those that fit the size
+    /// limit in another, as many as [`super::BATCH_BYTES`] allows (the rest go back to the
+    /// queue). `None` for a message gone before it was fetched. When a literal is larger than
+    /// its message's RFC822.SIZE said (a lying server) the batch is fetched again one message
+    /// at a time, where such a message is refused unread on its own.
+    async fn fetch_batch(&self, conn: &mut Conn, queue: &mut VecDeque<u32>) -> anyhow::Result<Vec<(u32, Option<Incoming>)>> {
+        let take = queue.len().min(super::BATCH_MESSAGES);
+        let mut uids: Vec<u32> = queue.drain(..take).collect();
+        if uids.len() == 1 {
+            return Ok(vec![(uids[0], self.fetch(conn, uids[0]).await?)]);
+        }
+        let mut meta: HashMap<u32, FetchAttrs> = HashMap::new();
+        conn.exec_with(&format!("UID FETCH {} (UID RFC822.SIZE INTERNALDATE)", uid_set(&uids)), |r| FetchAttrs::collect(&mut meta, r)).await?;
+        let limit = self.max_message_bytes;
+        let fits = |uid: &u32| meta.get(uid).is_some_and(|a| a.size.is_none_or(|s| s <= limit));
+        // The byte budget, by declared size; the first message always goes.
+        let mut budget = 0u64;
+        let keep = uids
+            .iter()
+            .position(|uid| {
+                budget += if fits(uid) { meta.get(uid).and_then(|a| a.size).unwrap_or(0) } else { 0 };
+                budget > super::BATCH_BYTES
+            })
+            .map_or(uids.len(), |i| i.max(1));
+        for uid in uids.drain(keep..).rev() {
+            queue.push_front(uid);
+        }
+        let wanted: Vec<u32> = uids.iter().copied().filter(fits).collect();
+        let mut bodies: HashMap<u32, FetchAttrs> = HashMap::new();
+        if !wanted.is_empty() {
+            let fetched = conn.exec_with(&format!("UID FETCH {} BODY.PEEK[]", uid_set(&wanted)), |r| FetchAttrs::collect(&mut bodies, r)).await;
+            if let Err(e) = fetched {
+                if conn.guard.take_refused().is_none() {
+                    return Err(e);
+                }
+                // That connection is out of step now.
+                *conn = self.connect().await?;
+                let mut out = Vec::with_capacity(uids.len());
+                for uid in uids {
+                    out.push((uid, self.fetch(conn, uid).await?));
+                }
+                return Ok(out);
+            }
+        }
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            let Some(attrs) = meta.remove(&uid) else {
+                out.push((uid, None));
+                continue;
+            };
+            let raw = match attrs.size {
+                Some(size) if size > limit => Err(TooLarge { size, limit, header: self.peek_header(conn, uid).await? }),
+                _ => match bodies.remove(&uid).and_then(|a| a.body) {
+                    Some(raw) if raw.len() as u64 > limit => {
+                        let header = raw[..header_end(&raw).min(super::HEADER_PEEK_BYTES as usize)].to_vec();
+                        Err(TooLarge { size: raw.len() as u64, limit, header })
+                    }
+                    Some(raw) => Ok(raw),
+                    None => {
+                        out.push((uid, None));
+                        continue;
+                    }
+                },
+            };
+            let size = match &raw {
+                Ok(raw) => raw.len() as u64,
+                Err(t) => t.size,
+            };
+            let m = Incoming { mailbox: self.id.clone(), uidvalidity: Some(conn.uidvalidity), uid: Some(uid), received_at: attrs.internal_date, size, raw };
+            out.push((uid, Some(m)));
+        }
+        Ok(out)
     }
 
     /// `UNDELETED`, plus `UNKEYWORD flag` (or `UNSEEN` for `\Seen`, …) in flag mode.
@@ -424,8 +516,8 @@ impl ImapSource {
         }
     }
 
-    /// Size and date first; the body only when it is within the limit. One UID per command
-    /// (async-imap #66). `None` when the message is gone.
+    /// One message: size and date first; the body only when it is within the limit. `None`
+    /// when the message is gone.
     async fn fetch(&self, conn: &mut Conn, uid: u32) -> anyhow::Result<Option<Incoming>> {
         let mut meta = None;
         conn.exec_with(&format!("UID FETCH {uid} (UID RFC822.SIZE INTERNALDATE)"), |r| FetchAttrs::visit(&mut meta, uid, r))
@@ -493,28 +585,40 @@ impl ImapSource {
         }
     }
 
-    async fn mark_processed(&self, conn: &mut Conn, uid: u32) -> anyhow::Result<()> {
+    /// Mark `uids` processed: one MOVE to the processed folder, or one STORE of the flag.
+    async fn mark_processed(&self, conn: &mut Conn, uids: &[u32]) -> anyhow::Result<()> {
+        let set = uid_set(uids);
         let Some(folder) = self.processed_folder() else {
             let flag = &self.cfg.processed_flag;
             // A server that cannot keep the keyword answers OK and drops it: check.
-            let mut kept = false;
-            conn.exec_with(&format!("UID STORE {uid} +FLAGS ({flag})"), |r| {
-                if let Response::Fetch(_, attrs) = r {
-                    kept |= attrs.iter().any(|a| match a {
+            let mut kept = HashSet::new();
+            conn.exec_with(&format!("UID STORE {set} +FLAGS ({flag})"), |r| {
+                if let Response::Fetch(_, attrs) = r
+                    && attrs.iter().any(|a| match a {
                         AttributeValue::Flags(flags) => flags.iter().any(|f| f.eq_ignore_ascii_case(flag)),
                         _ => false,
-                    });
+                    })
+                    && let Some(uid) = attrs.iter().find_map(|a| match a {
+                        AttributeValue::Uid(u) => Some(*u),
+                        _ => None,
+                    })
+                {
+                    kept.insert(uid);
                 }
             })
             .await?;
-            anyhow::ensure!(kept, "the server did not keep flag {flag} on UID {uid} (PERMANENTFLAGS?)");
+            anyhow::ensure!(
+                uids.iter().all(|u| kept.contains(u)),
+                "the server did not keep flag {flag} on UID {set} (PERMANENTFLAGS?)"
+            );
             return Ok(());
         };
-        self.move_to(conn, folder, uid).await
+        self.move_to(conn, folder, &set).await
     }
 
-    /// Move `uid` to `folder` (created on first use): MOVE, or COPY + delete + EXPUNGE.
-    async fn move_to(&self, conn: &mut Conn, folder: &str, uid: u32) -> anyhow::Result<()> {
+    /// Move the messages of UID set `uid` to `folder` (created on first use): MOVE, or COPY +
+    /// delete + EXPUNGE.
+    async fn move_to(&self, conn: &mut Conn, folder: &str, uid: &str) -> anyhow::Result<()> {
         let target = quote(&encode_mailbox_name(folder));
         if !conn.folders_ready.contains(folder) {
             match conn.exec(&format!("CREATE {target}")).await {
@@ -770,6 +874,22 @@ struct FetchAttrs {
 }
 
 impl FetchAttrs {
+    /// Take the attributes of every FETCH response that carries a UID, by UID.
+    fn collect(into: &mut HashMap<u32, FetchAttrs>, r: &Response<'_>) {
+        let Response::Fetch(_, attrs) = r else { return };
+        let Some(uid) = attrs.iter().find_map(|a| match a {
+            AttributeValue::Uid(u) => Some(*u),
+            _ => None,
+        }) else {
+            return;
+        };
+        let mut one = into.remove(&uid);
+        Self::visit(&mut one, uid, r);
+        if let Some(one) = one {
+            into.insert(uid, one);
+        }
+    }
+
     /// Take the attributes of the FETCH response for `uid` (other FETCHes — flag updates of
     /// other messages — are ignored).
     fn visit(into: &mut Option<FetchAttrs>, uid: u32, r: &Response<'_>) {
@@ -789,6 +909,31 @@ impl FetchAttrs {
             }
         }
     }
+}
+
+/// `1,2,3,7,9` → `1:3,7,9` (the UIDs sorted first).
+fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if j > i {
+            out.push_str(&format!("{}:{}", sorted[i], sorted[j]));
+        } else {
+            out.push_str(&sorted[i].to_string());
+        }
+        i = j + 1;
+    }
+    out
 }
 
 /// Length of the header block (up to and including the blank line), or all of `raw`.
@@ -908,6 +1053,14 @@ mod tests {
         assert_eq!(d.to_rfc3339(), "2020-03-14T01:30:00+00:00");
         let d = parse_internal_date(" 4-Mar-2020 09:30:00 +0800").unwrap();
         assert_eq!(d.to_rfc3339(), "2020-03-04T09:30:00+08:00");
+    }
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[9, 1, 2, 3, 7, 3]), "1:3,7,9");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[4, 5]), "4:5");
+        assert_eq!(uid_set(&[1, 3, 5, 6, 7, 10]), "1,3,5:7,10");
     }
 
     #[test]

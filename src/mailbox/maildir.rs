@@ -92,51 +92,61 @@ impl MaildirSource {
         let dir = if maildir { self.path.join("new") } else { self.path.clone() };
         let files = list(&dir, maildir).await.with_context(|| format!("cannot list {}", dir.display()))?;
         let mut ok = 0;
-        for file in files {
+        let mut files = files.into_iter().peekable();
+        // Batches of files read into memory (bounded in count and bytes), handed over in order.
+        while files.peek().is_some() {
             if stop() {
                 break;
             }
-            let meta = match tokio::fs::metadata(&file).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // taken by someone else
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-            };
-            let key: FileKey = (file.clone(), meta.len(), meta.modified().ok());
-            if seen.as_ref().is_some_and(|s| s.contains(&key)) {
-                continue;
-            }
-            let size = meta.len();
-            let limit = self.max_message_bytes;
-            let raw = if size > limit {
-                Err(TooLarge { size, limit, header: read_head(&file).await })
-            } else {
-                match tokio::fs::read(&file).await {
-                    Ok(raw) => Ok(raw),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            let mut batch = Vec::new();
+            let mut bytes = 0u64;
+            while batch.len() < super::BATCH_MESSAGES && (batch.is_empty() || bytes < super::BATCH_BYTES) {
+                let Some(file) = files.next() else { break };
+                let meta = match tokio::fs::metadata(&file).await {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // taken by someone else
                     Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+                };
+                let key: FileKey = (file.clone(), meta.len(), meta.modified().ok());
+                if seen.as_ref().is_some_and(|s| s.contains(&key)) {
+                    continue;
                 }
-            };
-            let too_large = raw.is_err();
-            let incoming = Incoming { mailbox: self.id.clone(), uidvalidity: None, uid: None, received_at: None, size, raw };
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            match h.handle(incoming).await {
-                Ok(()) => {
-                    if maildir {
-                        mark_seen(&self.path, &file).await?;
-                    } else if let Some(seen) = seen.as_deref_mut() {
-                        seen.insert(key);
+                let size = meta.len();
+                let limit = self.max_message_bytes;
+                let raw = if size > limit {
+                    Err(TooLarge { size, limit, header: read_head(&file).await })
+                } else {
+                    match tokio::fs::read(&file).await {
+                        Ok(raw) => Ok(raw),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
                     }
-                    ok += 1;
-                    info!(mailbox = %self.id, file = %name, size, too_large, result = "ok", "message processed");
-                }
-                Err(e) if e.downcast_ref::<super::SetAside>().is_some() => {
-                    let target = self.path.join("failed");
-                    tokio::fs::create_dir_all(&target).await.with_context(|| format!("cannot create {}", target.display()))?;
-                    tokio::fs::rename(&file, target.join(&name)).await.with_context(|| format!("cannot move {} to failed/", file.display()))?;
-                    warn!(mailbox = %self.id, file = %name, size, result = "failed", error = %format!("{e:#}"), "message moved to failed/");
-                }
-                Err(e) => {
-                    warn!(mailbox = %self.id, file = %name, size, too_large, result = "error", error = %format!("{e:#}"), "message left for later");
+                };
+                bytes += raw.as_ref().map_or(0, |r| r.len() as u64);
+                let incoming = Incoming { mailbox: self.id.clone(), uidvalidity: None, uid: None, received_at: None, size, raw };
+                batch.push((key, incoming));
+            }
+            for ((file, size, mtime), result) in super::handle_in_order(h, batch, stop).await {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                match result {
+                    Ok(()) => {
+                        if maildir {
+                            mark_seen(&self.path, &file).await?;
+                        } else if let Some(seen) = seen.as_deref_mut() {
+                            seen.insert((file.clone(), size, mtime));
+                        }
+                        ok += 1;
+                        info!(mailbox = %self.id, file = %name, size, result = "ok", "message processed");
+                    }
+                    Err(e) if e.downcast_ref::<super::SetAside>().is_some() => {
+                        let target = self.path.join("failed");
+                        tokio::fs::create_dir_all(&target).await.with_context(|| format!("cannot create {}", target.display()))?;
+                        tokio::fs::rename(&file, target.join(&name)).await.with_context(|| format!("cannot move {} to failed/", file.display()))?;
+                        warn!(mailbox = %self.id, file = %name, size, result = "failed", error = %format!("{e:#}"), "message moved to failed/");
+                    }
+                    Err(e) => {
+                        warn!(mailbox = %self.id, file = %name, size, result = "error", error = %format!("{e:#}"), "message left for later");
+                    }
                 }
             }
         }

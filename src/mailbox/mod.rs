@@ -71,11 +71,53 @@ pub struct SetAside {
     pub reason: String,
 }
 
-/// Whoever makes a message durable. `Ok(())` = results committed: the source may now mark the
-/// message processed. `Err` = leave it; it will be offered again — unless the error is a
-/// [`SetAside`], then the source moves it to the failed folder.
+/// Whoever makes a message durable, in two steps so that a source can work on several
+/// messages at once without changing the order in which they take effect:
+///
+/// - [`Handler::prepare`] does what depends on no other message (store the raw bytes, read the
+///   mail). Sources call it for up to [`PREPARE_AHEAD`] messages at once; an implementation
+///   that wants the work to go on while the source awaits something else spawns it.
+/// - [`Handler::commit`] does the rest, called one message at a time in arrival order (a
+///   unit's dossier grows mail by mail). `Ok(())` = results committed: the source may now mark
+///   the message processed. `Err` = leave it; it will be offered again — unless the error is a
+///   [`SetAside`], then the source moves it to the failed folder.
+///
+/// A message prepared but never committed (shutdown in between) is simply offered again.
 pub trait Handler: Send + Sync {
-    fn handle(&self, m: Incoming) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// What `prepare` hands on to `commit`.
+    type Prepared: Send;
+    fn prepare(&self, m: Incoming) -> impl Future<Output = Self::Prepared> + Send;
+    fn commit(&self, p: Self::Prepared) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// How many messages are prepared ahead of the one being committed. Preparing is mostly
+/// reading (CPU on the blocking pool, a converter at worst) and one store write: a few at a
+/// time keep both cores busy while commits go on in order.
+pub const PREPARE_AHEAD: usize = 4;
+
+/// A source's batch: at most this many messages are downloaded before they are handled…
+pub const BATCH_MESSAGES: usize = 32;
+/// …and at most this many bytes of them (a batch always holds at least one message).
+pub const BATCH_BYTES: u64 = 48 * 1024 * 1024;
+
+/// Hands `batch` to `h`: prepared up to [`PREPARE_AHEAD`] at once, committed one by one in
+/// the order given. Returns each message's key with its commit result, in that order; stops
+/// early (the rest not returned, to be offered again) when `stop()` says so between commits.
+pub(crate) async fn handle_in_order<H: Handler, K>(
+    h: &H,
+    batch: Vec<(K, Incoming)>,
+    stop: &mut (dyn FnMut() -> bool + Send),
+) -> Vec<(K, anyhow::Result<()>)> {
+    use futures::StreamExt as _;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut prepared = futures::stream::iter(batch).map(|(key, m)| async move { (key, h.prepare(m).await) }).buffered(PREPARE_AHEAD);
+    while let Some((key, p)) = prepared.next().await {
+        results.push((key, h.commit(p).await));
+        if stop() {
+            break;
+        }
+    }
+    results
 }
 
 /// Per-mailbox (UIDVALIDITY, last UID) bookkeeping, owned by the caller (the store).

@@ -78,6 +78,12 @@ impl Store {
         }
     }
 
+    /// Whether the raw message's results are committed.
+    pub async fn raw_processed(&self, id: i64) -> anyhow::Result<bool> {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM raw_messages WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        Ok(status.as_deref() == Some("processed"))
+    }
+
     async fn find_raw(&self, m: &NewRaw, sha256: &str) -> anyhow::Result<Option<PutRaw>> {
         let known = |row: AnyRow| -> anyhow::Result<PutRaw> {
             let status: String = row.try_get("status")?;
