@@ -13,9 +13,25 @@ use crate::config::{Config, load_secret};
 use crate::metrics::{Metrics, metrics};
 use crate::outbox::{self, Transport};
 
-/// Send what is due; returns how many were handled. Transient failures are retried with
-/// backoff until `max_attempts`, then set aside as dead (the digest lists them).
+/// Mails sent at once: as many as the SMTP transport keeps connections (an SMTP transaction
+/// is mostly waiting for the server, so one at a time leaves a burst of replies queueing).
+pub const PARALLEL_SENDS: usize = super::transport::SMTP_CONNECTIONS as usize;
+
+/// Send what is due, [`PARALLEL_SENDS`] at a time; returns how many were handled. Transient
+/// failures are retried with backoff until `max_attempts`, then set aside as dead (the digest
+/// lists them).
 pub async fn send_due(app: &App, transport: &Transport, worker: &str) -> anyhow::Result<usize> {
+    let lanes = futures::future::join_all((0..PARALLEL_SENDS).map(|_| send_lane(app, transport, worker))).await;
+    let mut handled = 0;
+    for lane in lanes {
+        handled += lane?;
+    }
+    Ok(handled)
+}
+
+/// One lane of [`send_due`]: claim, send, record, until nothing is due. The store's claim
+/// gives each row to one lane only.
+async fn send_lane(app: &App, transport: &Transport, worker: &str) -> anyhow::Result<usize> {
     let mut handled = 0;
     while let Some(mail) = app.store.claim_outgoing(worker, Utc::now(), Duration::from_secs(300)).await? {
         handled += 1;
@@ -54,24 +70,31 @@ pub fn transport(config: &Config) -> anyhow::Result<Transport> {
     Transport::from_config(&config.outbox, password)
 }
 
-/// Run the sender until `stop` turns true: send what is due, then sleep until the next due
-/// row, a new row (`outbox_ready`) or 30 s.
-pub fn spawn(app: Arc<App>, transport: Arc<Transport>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+/// Run the sender until `stop` turns true: [`PARALLEL_SENDS`] lanes, each sending what is due,
+/// then sleeping until the next due row, a new row (`outbox_ready` wakes one lane per
+/// notification) or 30 s. Lanes that find nothing to claim wait; a busy one keeps claiming.
+pub fn spawn(app: Arc<App>, transport: Arc<Transport>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let worker = worker_name();
-        loop {
-            if let Err(e) = send_due(&app, &transport, &worker).await {
-                warn!("outbox: {e:#}");
+        let lanes = (0..PARALLEL_SENDS).map(|_| {
+            let (app, transport, worker, mut stop) = (app.clone(), transport.clone(), worker.clone(), stop.clone());
+            async move {
+                loop {
+                    if let Err(e) = send_lane(&app, &transport, &worker).await {
+                        warn!("outbox: {e:#}");
+                    }
+                    let wait = match app.store.next_due().await {
+                        Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(30)),
+                        _ => Duration::from_secs(30),
+                    };
+                    tokio::select! {
+                        _ = app.outbox_ready.notified() => {}
+                        _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
             }
-            let wait = match app.store.next_due().await {
-                Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(30)),
-                _ => Duration::from_secs(30),
-            };
-            tokio::select! {
-                _ = app.outbox_ready.notified() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-        }
+        });
+        futures::future::join_all(lanes).await;
     })
 }

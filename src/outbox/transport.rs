@@ -14,6 +14,9 @@ use lettre::{AsyncTransport, Tokio1Executor};
 
 use crate::config::{Outbox, OutboxKind, Secret, Tls};
 
+/// SMTP connections kept open at once (lettre's pool), one per sending lane of the outbox.
+pub const SMTP_CONNECTIONS: u32 = 4;
+
 /// Connect, each command, each read and write: at most this long.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole SMTP transaction (connect, TLS, AUTH, MAIL, RCPT, DATA): a server that answers
@@ -153,7 +156,7 @@ impl Transport {
             .port(cfg.port)
             .tls(tls)
             .timeout(Some(SMTP_TIMEOUT))
-            .pool_config(PoolConfig::new().max_size(4).idle_timeout(Duration::from_secs(60)));
+            .pool_config(PoolConfig::new().max_size(SMTP_CONNECTIONS).idle_timeout(Duration::from_secs(60)));
         let username = cfg.username.trim();
         if !username.is_empty() {
             let Some(password) = password else {
