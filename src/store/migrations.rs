@@ -20,11 +20,13 @@ pub(super) const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "20261101000000_init.sql",
     "20261201000000_dossier.sql",
     "20261202000000_senders.sql",
+    "20261203000000_outbox_created.sql",
 );
 pub(super) const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "20261101000000_init.sql",
     "20261201000000_dossier.sql",
     "20261202000000_senders.sql",
+    "20261203000000_outbox_created.sql",
 );
 
 pub(super) static SQLITE_MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| migrator(SQLITE));

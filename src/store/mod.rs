@@ -49,10 +49,17 @@ pub enum Backend {
     Postgres,
 }
 
-/// A handle on the database; cheap to clone (a pool inside).
+/// A handle on the database; cheap to clone (pools inside).
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where every write goes. SQLite takes one writer at a time: with writers spread over
+    /// the pool's connections they meet at the file lock, and the loser sleeps in SQLite's
+    /// busy handler (1, 2, 5, 10 … ms) — a burst of mail spent most of its time there. One
+    /// connection for all writes queues them in the process instead, first come first served;
+    /// the busy timeout remains for other processes (the CLI beside the daemon). On
+    /// PostgreSQL (and in-memory SQLite, one connection anyway) it is the same pool.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -398,11 +405,16 @@ impl Store {
             }),
             Backend::Postgres => options,
         };
+        let writer_options = (backend == Backend::Sqlite && !in_memory).then(|| options.clone().max_connections(1));
         let pool = options
             .connect(url)
             .await
             .with_context(|| format!("cannot connect to the database {}", redact(url)))?;
-        Ok(Store { pool, backend })
+        let writer = match writer_options {
+            Some(o) => o.connect(url).await.with_context(|| format!("cannot connect to the database {}", redact(url)))?,
+            None => pool.clone(),
+        };
+        Ok(Store { pool, writer, backend })
     }
 
     /// Apply the embedded migrations of this backend.
@@ -411,7 +423,7 @@ impl Store {
             Backend::Sqlite => &*migrations::SQLITE_MIGRATOR,
             Backend::Postgres => &*migrations::POSTGRES_MIGRATOR,
         };
-        migrator.run(&self.pool).await.context("database migration failed")?;
+        migrator.run(&self.writer).await.context("database migration failed")?;
         Ok(())
     }
 
@@ -427,6 +439,7 @@ impl Store {
 
     /// Close the pool (waits for connections to be returned).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -435,8 +448,8 @@ impl Store {
     /// a lock upgrade.
     async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 }

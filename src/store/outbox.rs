@@ -127,7 +127,7 @@ impl Store {
             .bind(worker)
             .bind(ts(now + delta(lease)?))
             .bind(ts(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .context("claiming an outgoing mail")?;
         row.as_ref().map(outgoing).transpose()
@@ -140,7 +140,7 @@ impl Store {
         )
         .bind(id)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -166,7 +166,7 @@ impl Store {
         .bind(status)
         .bind(next)
         .bind(error)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -65,7 +65,7 @@ impl Store {
         .bind(received_at)
         .bind(received_offset)
         .bind(ts(Utc::now()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .context("storing a raw message")?;
         match id {
@@ -140,7 +140,7 @@ impl Store {
         )
         .bind(&now_s)
         .bind(MAX_RAW_ATTEMPTS)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let sql = match self.backend {
             Backend::Sqlite => CLAIM_RAW_SQLITE,
@@ -151,7 +151,7 @@ impl Store {
             .bind(ts(now + delta(lease)?))
             .bind(&now_s)
             .bind(MAX_RAW_ATTEMPTS)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .context("claiming a raw message")?;
         let Some(row) = row else { return Ok(None) };
@@ -184,7 +184,7 @@ impl Store {
     pub async fn raw_failed(&self, id: i64, error: &str) -> anyhow::Result<bool> {
         let row = sqlx::query("SELECT status, attempts FROM raw_messages WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         let Some(row) = row else { bail!("raw message {id} does not exist") };
         let status: String = row.try_get("status")?;
@@ -211,7 +211,7 @@ impl Store {
         .bind(attempts)
         .bind(next)
         .bind(error)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(new_status == "failed")
     }

@@ -158,7 +158,7 @@ impl Store {
     pub async fn discard_held(&self, submission_id: i64) -> anyhow::Result<bool> {
         let n = sqlx::query("UPDATE submissions SET held_state = 'discarded' WHERE id = $1 AND held_state = 'held'")
             .bind(submission_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(n == 1)

@@ -29,7 +29,7 @@ impl Store {
         .bind(unit)
         .bind(source)
         .bind(ts(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -130,7 +130,7 @@ impl Store {
         sqlx::query("UPDATE confirmations SET used_at = $2 WHERE raw_id = $1 AND used_at IS NULL")
             .bind(raw_id)
             .bind(ts(Utc::now()))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

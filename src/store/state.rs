@@ -27,7 +27,7 @@ impl Store {
         .bind(uidvalidity)
         .bind(last_uid)
         .bind(ts(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -41,7 +41,7 @@ impl Store {
         .bind(day.format("%Y-%m-%d").to_string())
         .bind(kind)
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -64,7 +64,7 @@ impl Store {
         .bind(holder)
         .bind(ts(now + delta(ttl)?))
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -74,7 +74,7 @@ impl Store {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
