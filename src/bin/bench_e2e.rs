@@ -4,9 +4,12 @@
 //! the submissions by `In-Reply-To`.
 //!
 //! ```text
-//! cargo run --release --bin bench-e2e -- [N=1000] [RATE=0]
-//! cargo run --release --bin bench-e2e -- --soak SECS [RATE=5]
+//! cargo run --release --features fixtures --bin bench-e2e -- [N=1000] [RATE=0]
+//! cargo run --release --features fixtures --bin bench-e2e -- --soak SECS [RATE=5]
 //! ```
+//!
+//! `BENCH_PG_URL=postgres://…/postgres`: the daemon's store is a fresh database on that server
+//! (created, dropped at the end) instead of SQLite in a temp dir.
 //!
 //! `RATE` is the APPEND pace in mails/s (0 = as fast as one IMAP session goes). Prints total
 //! time, throughput, per-message latency APPEND → reply delivered (p50/p90/p99/max), the reply
@@ -92,6 +95,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// A database of its own on the PostgreSQL server of `BENCH_PG_URL`, for one run.
+struct FreshPg {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl FreshPg {
+    async fn create(admin: &str) -> anyhow::Result<FreshPg> {
+        use sqlx::Connection as _;
+        let name = format!("bench_e2e_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(admin).await.context("BENCH_PG_URL: cannot connect")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        let base = admin.split('?').next().unwrap_or(admin);
+        let url = match base.rfind('/') {
+            Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),
+            _ => format!("{base}/{name}"),
+        };
+        Ok(FreshPg { admin: admin.to_owned(), name, url })
+    }
+
+    async fn drop(self) {
+        use sqlx::Connection as _;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).execute(&mut conn).await;
+        }
+    }
+}
+
 fn usage() -> ExitCode {
     eprintln!("usage: bench-e2e [N=1000] [RATE mails/s, 0 = as fast as possible]");
     eprintln!("       bench-e2e --soak SECS [RATE mails/s > 0, default 5]");
@@ -142,7 +175,15 @@ async fn bench(n: usize, rate: f64, timeout: Duration, mode: Mode) -> anyhow::Re
     );
 
     let db_dir = tempfile::Builder::new().prefix("bench-e2e-db.").tempdir().context("temp dir for the database")?;
-    let config = daemon_config(&stack, &units, &db_dir.path().join("intake.db"));
+    let mut config = daemon_config(&stack, &units, &db_dir.path().join("intake.db"));
+    // BENCH_PG_URL: the same run on a fresh PostgreSQL database of that server (dropped after).
+    let postgres = match std::env::var("BENCH_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(FreshPg::create(&url).await?),
+        _ => None,
+    };
+    if let Some(pg) = &postgres {
+        config.database.url = pg.url.clone();
+    }
     // SAFETY: set before the daemon (the only reader) starts; no other thread touches the env.
     unsafe { std::env::set_var(PASSWORD_ENV, &stack.password) };
 
@@ -300,7 +341,14 @@ async fn bench(n: usize, rate: f64, timeout: Duration, mode: Mode) -> anyhow::Re
         _ => None,
     }));
     println!("                      (one process: the VmHWM includes the bench's {SENDERS} templates, {:.1} MiB, and its APPEND buffers)", sizes.iter().sum::<usize>() as f64 / 1048576.0);
-    println!("machine:              {} CPUs; SQLite in a temp dir; IMAP and SMTP plain on 127.0.0.1", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "machine:              {} CPUs; {}; IMAP and SMTP plain on 127.0.0.1",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        if postgres.is_some() { "PostgreSQL on 127.0.0.1 (BENCH_PG_URL)" } else { "SQLite in a temp dir" }
+    );
+    if let Some(pg) = postgres {
+        pg.drop().await;
+    }
     drop(d);
     let soak_ok = match mode {
         Mode::Bench => true,

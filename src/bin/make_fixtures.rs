@@ -1,8 +1,8 @@
 //! Writes the shipped sample inbox (`examples/inbox/*.eml`), deterministically; with
 //! `--nasty`, the hostile corpus of `fixtures::nasty_mails` instead (to try with `check`).
 //!
-//! Usage: `cargo run --bin make-fixtures -- examples/inbox`
-//!        `cargo run --bin make-fixtures -- --nasty target/nasty`
+//! Usage: `cargo run --features fixtures --bin make-fixtures -- examples/inbox`
+//!        `cargo run --features fixtures --bin make-fixtures -- --nasty target/nasty`
 
 use std::path::PathBuf;
 
