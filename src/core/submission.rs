@@ -268,7 +268,9 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
                     Ok(doc) => {
                         let kind = forms::kind_from_content(&doc).or(named_kind).unwrap_or(Kind::Other);
                         info.kind = kind;
-                        let no_text = text::count_chars(&doc.text()) == 0;
+                        // Nothing a reader would count, without joining the text to count it.
+                        let no_text = doc.paragraphs().all(text::is_blank)
+                            && doc.tables().all(|t| t.rows.iter().flatten().all(|c| text::is_blank(c)));
                         if no_text && matches!(kind, Kind::ApprovalForm | Kind::SummaryTable) {
                             // A scan pasted into Word or saved as PDF.
                             info.kind = Kind::Scan;

@@ -173,6 +173,12 @@ pub fn squash(s: &str) -> String {
                 i += 3;
                 continue;
             }
+            // U+3001..=U+3FFF (CJK punctuation such as `。`, kana, CJK extension A): three
+            // bytes, kept; U+3000, the ideographic space (E3 80 80), is squashed.
+            0xe3 if b.get(i + 1..i + 3) != Some(&[0x80, 0x80]) => {
+                i += 3;
+                continue;
+            }
             _ => {}
         }
         let rest = &s[i..];
@@ -198,13 +204,13 @@ pub fn squash(s: &str) -> String {
 }
 
 /// A character [`squash`] keeps unchanged: printable ASCII but `_` (maybe a layout escape),
-/// CJK ideographs and kana, and any other character that is not white space, invisible, a
+/// CJK punctuation, kana and ideographs (U+3001..U+9FFF), and any other character that is not white space, invisible, a
 /// control character or full-width ASCII. Cheap range tests first.
 #[inline]
 fn kept_as_is(c: char) -> bool {
     match c as u32 {
         0x21..=0x7e => c != '_',
-        0x3041..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff => true,
+        0x3001..=0x3fff | 0x4000..=0x9fff => true,
         0..=0x20 | 0x7f..=0x9f | 0xff01..=0xff5e => false,
         _ => !c.is_whitespace() && !is_invisible(c),
     }
@@ -278,7 +284,16 @@ pub fn symbol_glyph(font: &str, code: u32) -> Option<char> {
 /// Characters as the notice counts them (字数): every non-whitespace character, a CJK
 /// character counting one.
 pub fn count_chars(s: &str) -> usize {
-    s.chars().filter(|c| !c.is_whitespace() && !is_invisible(*c)).count()
+    s.chars().filter(|&c| counts(c)).count()
+}
+
+/// No character [`count_chars`] would count (stops at the first one).
+pub fn is_blank(s: &str) -> bool {
+    !s.chars().any(counts)
+}
+
+fn counts(c: char) -> bool {
+    !c.is_whitespace() && !is_invisible(c)
 }
 
 /// Is this cell text "filled"? Any value counts, including `无`, `0`, `否` (RULES.md); only
@@ -576,7 +591,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn squash_fast_path_changes_nothing(s in "[a-z_x0-9AD \t\r\n\u{3000}\u{a0}\u{200b}\u{feff}\u{ff01}-\u{ff5e}\u{85}\u{2028}\u{4e00}-\u{4e10}\u{3041}\u{30ff}\u{1f600}\u{0}-\u{1f}]{0,40}") {
+        fn squash_fast_path_changes_nothing(s in "[a-z_x0-9AD \t\r\n\u{3000}\u{a0}\u{200b}\u{feff}\u{ff01}-\u{ff5e}\u{85}\u{2028}\u{4e00}-\u{4e10}\u{3001}-\u{3003}\u{3041}\u{30ff}\u{3fff}\u{4000}\u{9fff}\u{1f600}\u{0}-\u{1f}]{0,40}") {
             proptest::prop_assert_eq!(squash(&s), squash_reference(&s));
         }
 
@@ -605,6 +620,8 @@ mod tests {
     #[test]
     fn counting_characters() {
         assert_eq!(count_chars("一、基本 情况\n abc"), 9);
+        assert!(is_blank(" \u{3000}\n\u{200b}\t"));
+        assert!(!is_blank(" \n无"));
     }
 
     #[test]
