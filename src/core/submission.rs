@@ -188,8 +188,10 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
     let mut photo_of: Vec<usize> = Vec::new();
     let mut bad_photo_of: Vec<usize> = Vec::new();
     let mut not_typed_of: Vec<usize> = Vec::new();
-    // (length, hash) of the readable files seen so far → (index in `sub.attachments`, name).
-    let mut seen: std::collections::HashMap<(usize, u64), (usize, &str)> = std::collections::HashMap::new();
+    // (length, hash of head and tail) of the readable files seen so far → (index in
+    // `sub.attachments`, name, bytes). A key that matches is a copy only when the bytes are
+    // equal: hashing a 4 MB camera photo whole cost more than reading it.
+    let mut seen: std::collections::HashMap<(usize, u64), (usize, &str, &[u8])> = std::collections::HashMap::new();
     for att in attachments {
         let named_kind = forms::kind_from_name(&att.file_name);
         let mut hints = att.context.clone();
@@ -206,18 +208,19 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
         if att.problem.is_none() && !att.data.is_empty() {
             let key = (att.data.len(), content_hash(&att.data));
             // One photo may serve two studios under two names; a form or text is read once.
-            let copy = seen.get(&key).copied().filter(|&(_, first_name)| {
-                squash(first_name) == squash(&att.file_name)
-                    || !(image_by_name(&att.file_name) || forms::is_image(grid::sniff(&att.file_name, &att.data)))
+            let copy = seen.get(&key).copied().filter(|&(_, first_name, first_data)| {
+                first_data == att.data.as_slice()
+                    && (squash(first_name) == squash(&att.file_name)
+                        || !(image_by_name(&att.file_name) || forms::is_image(grid::sniff(&att.file_name, &att.data))))
             });
-            if let Some((first, _)) = copy {
+            if let Some((first, _, _)) = copy {
                 let original = &sub.attachments[first];
                 info.kind = original.kind;
                 info.duplicate_of = Some(original.file.clone());
                 sub.attachments.push(info);
                 continue;
             }
-            seen.insert(key, (sub.attachments.len(), &att.file_name));
+            seen.insert(key, (sub.attachments.len(), &att.file_name, &att.data));
         }
         let format = grid::sniff(&att.file_name, &att.data);
         if info.problem.is_some() {
@@ -265,7 +268,9 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
                     Ok(doc) => {
                         let kind = forms::kind_from_content(&doc).or(named_kind).unwrap_or(Kind::Other);
                         info.kind = kind;
-                        let no_text = text::count_chars(&doc.text()) == 0;
+                        // Nothing a reader would count, without joining the text to count it.
+                        let no_text = doc.paragraphs().all(text::is_blank)
+                            && doc.tables().all(|t| t.rows.iter().flatten().all(|c| text::is_blank(c)));
                         if no_text && matches!(kind, Kind::ApprovalForm | Kind::SummaryTable) {
                             // A scan pasted into Word or saved as PDF.
                             info.kind = Kind::Scan;
@@ -305,10 +310,13 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
     sub
 }
 
+/// A hash of the first and last 4 KiB: enough to tell files apart, equal bytes decide.
 fn content_hash(data: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
+    const SAMPLE: usize = 4096;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    data.hash(&mut h);
+    data[..data.len().min(SAMPLE)].hash(&mut h);
+    data[data.len().saturating_sub(SAMPLE)..].hash(&mut h);
     h.finish()
 }
 

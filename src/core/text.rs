@@ -155,10 +155,42 @@ pub fn clean_text(s: &str) -> String {
 /// `张三_x000D_` == `张三`.
 pub fn squash(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(c) = rest.chars().next() {
+    // Called for every cell of every form, over and over: the characters kept as they are
+    // (CJK, letters, digits — nearly all of them) are skipped byte-wise and copied as whole
+    // runs; only the ones squashing changes go through the slow path.
+    let b = s.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            // Printable ASCII but `_` (maybe a layout escape).
+            0x21..=0x5e | 0x60..=0x7e => {
+                i += 1;
+                continue;
+            }
+            // U+4000..=U+9FFF (CJK ideographs, hexagrams): three bytes, kept.
+            0xe4..=0xe9 => {
+                i += 3;
+                continue;
+            }
+            // U+3001..=U+3FFF (CJK punctuation such as `。`, kana, CJK extension A): three
+            // bytes, kept; U+3000, the ideographic space (E3 80 80), is squashed.
+            0xe3 if b.get(i + 1..i + 3) != Some(&[0x80, 0x80]) => {
+                i += 3;
+                continue;
+            }
+            _ => {}
+        }
+        let rest = &s[i..];
+        let Some(c) = rest.chars().next() else { break };
+        if kept_as_is(c) {
+            i += c.len_utf8();
+            continue;
+        }
+        out.push_str(&s[run..i]);
         let (c, len) = if c == '_' { layout_escape(rest).unwrap_or((c, 1)) } else { (c, c.len_utf8()) };
-        rest = &rest[len..];
+        i += len;
+        run = i;
         let c = match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
             c => c,
@@ -167,7 +199,21 @@ pub fn squash(s: &str) -> String {
             out.push(c);
         }
     }
+    out.push_str(&s[run..]);
     out
+}
+
+/// A character [`squash`] keeps unchanged: printable ASCII but `_` (maybe a layout escape),
+/// CJK punctuation, kana and ideographs (U+3001..U+9FFF), and any other character that is not white space, invisible, a
+/// control character or full-width ASCII. Cheap range tests first.
+#[inline]
+fn kept_as_is(c: char) -> bool {
+    match c as u32 {
+        0x21..=0x7e => c != '_',
+        0x3001..=0x3fff | 0x4000..=0x9fff => true,
+        0..=0x20 | 0x7f..=0x9f | 0xff01..=0xff5e => false,
+        _ => !c.is_whitespace() && !is_invisible(c),
+    }
 }
 
 /// Check-box glyphs as Word, WPS and the symbol fonts draw them: (glyph, ticked).
@@ -238,7 +284,16 @@ pub fn symbol_glyph(font: &str, code: u32) -> Option<char> {
 /// Characters as the notice counts them (字数): every non-whitespace character, a CJK
 /// character counting one.
 pub fn count_chars(s: &str) -> usize {
-    s.chars().filter(|c| !c.is_whitespace() && !is_invisible(*c)).count()
+    s.chars().filter(|&c| counts(c)).count()
+}
+
+/// No character [`count_chars`] would count (stops at the first one).
+pub fn is_blank(s: &str) -> bool {
+    !s.chars().any(counts)
+}
+
+fn counts(c: char) -> bool {
+    !c.is_whitespace() && !is_invisible(c)
 }
 
 /// Is this cell text "filled"? Any value counts, including `无`, `0`, `否` (RULES.md); only
@@ -515,6 +570,37 @@ mod tests {
         assert_eq!(squash("创新工\r\n作室"), "创新工作室");
     }
 
+    /// `squash` as it was before its fast path (one character at a time): the fast path
+    /// must give the same text for anything.
+    fn squash_reference(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            let (c, len) = if c == '_' { layout_escape(rest).unwrap_or((c, 1)) } else { (c, c.len_utf8()) };
+            rest = &rest[len..];
+            let c = match c {
+                '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+                c => c,
+            };
+            if !c.is_whitespace() && !is_invisible(c) && !c.is_control() {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn squash_fast_path_changes_nothing(s in "[a-z_x0-9AD \t\r\n\u{3000}\u{a0}\u{200b}\u{feff}\u{ff01}-\u{ff5e}\u{85}\u{2028}\u{4e00}-\u{4e10}\u{3001}-\u{3003}\u{3041}\u{30ff}\u{3fff}\u{4000}\u{9fff}\u{1f600}\u{0}-\u{1f}]{0,40}") {
+            proptest::prop_assert_eq!(squash(&s), squash_reference(&s));
+        }
+
+        #[test]
+        fn squash_of_any_text_is_the_reference(s in "\\PC{0,40}") {
+            proptest::prop_assert_eq!(squash(&s), squash_reference(&s));
+        }
+    }
+
     #[test]
     fn check_boxes() {
         assert_eq!(ticked_options("☑是 □否").as_deref(), Some("是"));
@@ -534,6 +620,8 @@ mod tests {
     #[test]
     fn counting_characters() {
         assert_eq!(count_chars("一、基本 情况\n abc"), 9);
+        assert!(is_blank(" \u{3000}\n\u{200b}\t"));
+        assert!(!is_blank(" \n无"));
     }
 
     #[test]

@@ -50,13 +50,27 @@ struct Node {
     children: Vec<Child>,
 }
 
-/// Every local name the walk below compares against (W and MC namespaces).
-const KNOWN: &[&str] = &[
+/// Every local name the walk below compares against (W and MC namespaces): `KNOWN`, and
+/// `known` giving a local name's `&'static str` or `"?"` — a `match` (a switch on the
+/// length, then one compare), not a scan of the list for every element.
+macro_rules! known_names {
+    ($($name:literal),* $(,)?) => {
+        #[allow(dead_code)]
+        const KNOWN: &[&str] = &[$($name),*];
+        fn known(local: &str) -> &'static str {
+            match local {
+                $($name => $name,)*
+                _ => "?",
+            }
+        }
+    };
+}
+known_names!(
     "document", "body", "hdr", "ftr", "p", "r", "t", "tab", "ptab", "br", "cr", "noBreakHyphen", "txbxContent", "tbl",
     "tr", "tc", "trPr", "tcPr", "gridSpan", "vMerge", "gridBefore", "gridAfter", "sdt", "sdtContent", "customXml",
     "ins", "moveTo", "smartTag", "AlternateContent", "Choice", "Fallback", "altChunk", "sym", "fldChar", "ffData",
     "checkBox", "checked", "default", "ddList", "result", "listEntry",
-];
+);
 /// Elements whose value attribute the walk reads (`w:val`; `fldCharType`, `r:id`, the
 /// font and code of a symbol).
 const WITH_VAL: &[&str] =
@@ -73,10 +87,6 @@ const HIDDEN_RUN: &str = "\u{0}vanish";
 const DELETED_ROW: &str = "\u{0}deleted";
 /// `Node::val` of a content control that shows its placeholder text (nothing filled in).
 const PLACEHOLDER: &str = "\u{0}placeholder";
-
-fn known(local: &str) -> &'static str {
-    KNOWN.iter().find(|k| **k == local).copied().unwrap_or("?")
-}
 
 #[derive(Debug)]
 enum Child {
@@ -120,23 +130,69 @@ fn skipped(name: &str) -> bool {
     )
 }
 
-fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
-    let mut reader = quick_xml::NsReader::from_reader(xml);
-    let mut buf = Vec::new();
-    let mut stack: Vec<Node> = vec![Node { ns: Ns::Other, name: "?", val: None, children: Vec::new() }];
-    // Depth inside a skipped subtree (0 = not skipping).
-    let mut skip = 0usize;
-    // The skipped subtree is the `w:rPr` of a run (its `w:vanish` hides the run) or the
-    // `w:sdtPr` of a content control (its `w:showingPlcHdr` says the content is the grey
-    // placeholder, not a value).
-    let mut run_props = false;
-    let mut sdt_props = false;
-    loop {
-        buf.clear();
-        let (res, ev) = reader
-            .read_resolved_event_into(&mut buf)
-            .map_err(|e| corrupt(format!("document.xml: {}", truncate(&e.to_string(), 120))))?;
-        let ns = match res {
+/// What quick-xml's `NsReader` does (the same `NamespaceResolver`, pushed and popped at the
+/// same events, so the same namespaces and the same errors), without its cost on every
+/// element of a Word body: an element whose tag has no `xmlns` in it binds nothing, so only
+/// the nesting level moves (no attribute parse); and the namespace of a prefix is looked up
+/// once and kept until the bindings change (Word declares some thirty on the root, and the
+/// resolver scans them for every element).
+struct Namespaces {
+    resolver: quick_xml::name::NamespaceResolver,
+    /// An `Empty` or `End` event's scope is popped before the next event (as `NsReader`).
+    pending_pop: bool,
+    /// Levels of the elements that declared bindings, innermost last.
+    binding_levels: Vec<u16>,
+    /// (prefix, namespace) looked up under the current bindings.
+    cache: Vec<(Box<str>, Ns)>,
+}
+
+impl Namespaces {
+    fn new() -> Self {
+        Namespaces { resolver: Default::default(), pending_pop: false, binding_levels: Vec::new(), cache: Vec::new() }
+    }
+
+    /// Before reading the next event.
+    fn before_event(&mut self) {
+        if std::mem::take(&mut self.pending_pop) {
+            self.resolver.pop();
+            let level = self.resolver.level();
+            if self.binding_levels.last().is_some_and(|&l| l > level) {
+                self.binding_levels.retain(|&l| l <= level);
+                self.cache.clear();
+            }
+        }
+    }
+
+    /// The namespace of a `Start`/`Empty`/`End` event's element, its scope opened or
+    /// closed as `NsReader` does.
+    fn element(&mut self, ev: &Event<'_>) -> Result<Ns, quick_xml::name::NamespaceError> {
+        let e = match ev {
+            Event::Start(e) => e,
+            Event::Empty(e) => {
+                self.pending_pop = true;
+                e
+            }
+            Event::End(_) => {
+                self.pending_pop = true;
+                return Ok(Ns::Other);
+            }
+            _ => return Ok(Ns::Other),
+        };
+        let tag: &str = e;
+        if memchr::memmem::find(tag.as_bytes(), b"xmlns").is_some() {
+            self.resolver.push(e)?;
+            self.binding_levels.push(self.resolver.level());
+            self.cache.clear();
+        } else {
+            let level = self.resolver.level().checked_add(1).ok_or(quick_xml::name::NamespaceError::TooDeeplyNested(u16::MAX as usize))?;
+            self.resolver.set_level(level);
+        }
+        let name = e.name();
+        let prefix: &str = name.prefix().map_or("", |p| p.into_inner());
+        if let Some(&(_, ns)) = self.cache.iter().find(|(p, _)| &**p == prefix) {
+            return Ok(ns);
+        }
+        let ns = match self.resolver.resolve_element(name).0 {
             ResolveResult::Bound(n) => {
                 let u: &str = n.as_ref();
                 if W_NS.contains(&u) {
@@ -149,18 +205,43 @@ fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
             }
             _ => Ns::Other,
         };
+        self.cache.push((prefix.into(), ns));
+        Ok(ns)
+    }
+}
+
+fn parse_xml(xml: &[u8]) -> Result<Node, Unreadable> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut namespaces = Namespaces::new();
+    let mut stack: Vec<Node> = vec![Node { ns: Ns::Other, name: "?", val: None, children: Vec::new() }];
+    // Depth inside a skipped subtree (0 = not skipping).
+    let mut skip = 0usize;
+    // The skipped subtree is the `w:rPr` of a run (its `w:vanish` hides the run) or the
+    // `w:sdtPr` of a content control (its `w:showingPlcHdr` says the content is the grey
+    // placeholder, not a value).
+    let mut run_props = false;
+    let mut sdt_props = false;
+    let failed = |e: &dyn std::fmt::Display| corrupt(format!("document.xml: {}", truncate(&e.to_string(), 120)));
+    loop {
+        namespaces.before_event();
+        let ev = reader.read_event().map_err(|e| failed(&e))?;
+        let ns = namespaces.element(&ev).map_err(|e| failed(&quick_xml::Error::from(e)))?;
         match ev {
             Event::Eof => break,
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
                 if skip > 0 {
-                    if skip == 1 && ns == Ns::W && on(e) {
+                    if skip == 1 && ns == Ns::W {
                         let flag = match e.local_name().as_ref() {
                             "vanish" if run_props => Some(HIDDEN_RUN),
                             "showingPlcHdr" if sdt_props => Some(PLACEHOLDER),
                             _ => None,
                         };
-                        if let (Some(flag), Some(top)) = (flag, stack.last_mut()) {
+                        // The attributes are read only for the two flags (a run's other
+                        // properties — fonts, sizes, colours — are many and never read).
+                        if let (Some(flag), Some(top)) = (flag, stack.last_mut())
+                            && on(e)
+                        {
                             top.val = Some(flag.into());
                         }
                     }
@@ -305,7 +386,8 @@ fn read_package(data: &[u8], limits: &Limits, converters: &dyn Convert, depth: u
     let mut zip = pkg::open(data)?;
     pkg::verify_directory(&mut zip, limits)?;
     let names = pkg::names(&zip);
-    let main = match pkg::main_part(&mut zip, &names) {
+    let types = pkg::content_types(&mut zip, &names);
+    let main = match pkg::main_part_with(&mut zip, &names, &types) {
         Some((part, kind)) if kind != Some(pkg::MainKind::Excel) => part,
         _ => pkg::member_name(&names, "word/document.xml").ok_or_else(|| corrupt("no main document part in the package"))?,
     };
@@ -319,7 +401,6 @@ fn read_package(data: &[u8], limits: &Limits, converters: &dyn Convert, depth: u
         .and_then(|d| d.child("body"))
         .ok_or_else(|| corrupt(format!("{main} has no w:body")))?;
     let rels = pkg::rels_of(&mut zip, &names, &main);
-    let types = pkg::content_types(&mut zip, &names);
 
     // Parts the body pulls in with w:altChunk, read first (each within its share of the
     // limits), then put where the body has them.

@@ -186,12 +186,11 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<String> {
 
 /// Elements named `local` in a small XML part, as their attribute lists (`names`).
 fn elements(xml: &[u8], local: &str, names: &[&str]) -> Vec<Vec<Option<String>>> {
+    // Events borrowed from the part's bytes (no copy into a buffer per event).
     let mut reader = quick_xml::Reader::from_reader(xml);
-    let mut buf = Vec::new();
     let mut out = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_event_into(&mut buf) {
+        match reader.read_event() {
             Ok(quick_xml::events::Event::Start(ref e)) | Ok(quick_xml::events::Event::Empty(ref e))
                 if e.local_name().as_ref() == local =>
             {
@@ -338,6 +337,11 @@ pub fn main_kind(content_type: &str) -> Option<MainKind> {
 /// what kind of document it is (from its content type, else its folder).
 pub fn main_part(zip: &mut Zip<'_>, names: &[String]) -> Option<(String, Option<MainKind>)> {
     let types = content_types(zip, names);
+    main_part_with(zip, names, &types)
+}
+
+/// [`main_part`] for a reader that has read `[Content_Types].xml` already ([`content_types`]).
+pub fn main_part_with(zip: &mut Zip<'_>, names: &[String], types: &[(String, String)]) -> Option<(String, Option<MainKind>)> {
     let by_rel = rels_of(zip, names, "")
         .into_iter()
         .filter(|r| r.is("officeDocument") && !r.external)
@@ -350,7 +354,7 @@ pub fn main_part(zip: &mut Zip<'_>, names: &[String]) -> Option<(String, Option<
             .and_then(|(p, _)| member_name(names, p))
     };
     let part = by_rel.or_else(by_type)?;
-    let kind = content_type_of(&types, &part).and_then(main_kind).or_else(|| {
+    let kind = content_type_of(types, &part).and_then(main_kind).or_else(|| {
         let lower = part.to_ascii_lowercase();
         if lower.starts_with("word/") {
             Some(MainKind::Word)
