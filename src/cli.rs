@@ -108,6 +108,11 @@ fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon's allocator settings, before any thread starts. Not for one-shot commands:
+    // `check` over camera photos would map and fault in fresh pages for every large buffer.
+    if matches!(cli.command, Command::Run { .. }) {
+        crate::memory::tune_allocator();
+    }
     crate::logging::init(if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" });
     match cli.command {
         Command::Run { config, once } => edge("run", async move {
@@ -279,11 +284,20 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
     for path in paths {
         inputs.push((path, read_input(path, &config)?));
     }
+    // Each mail is read once; judged again only when several paths make their studios known
+    // to each other.
+    let empty = core::dossier::Dossier::default();
+    let mut mails: Vec<core::Mail> = Vec::new();
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     for (path, raw) in &inputs {
         let mut ctx = Context::new(config.policy(), &converters);
         ctx.received_at = received_at;
-        let mut outcome = core::process(raw, &ctx).with_context(|| format!("{} is not an e-mail message", path.display()))?;
+        let mail = core::read(raw, &ctx).with_context(|| format!("{} is not an e-mail message", path.display()))?;
+        // Kept for the second judgement only when there will be one (attachments are large).
+        if inputs.len() > 1 {
+            mails.push(mail.clone());
+        }
+        let mut outcome = core::judge(mail, &empty, &ctx);
         offline_authentication(&config, raw, &mut outcome);
         outcomes.push((path.display().to_string(), outcome));
     }
@@ -297,7 +311,7 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
                 })
             })
             .collect();
-        for ((path, outcome), (_, raw)) in outcomes.iter_mut().zip(&inputs) {
+        for (((_, outcome), (_, raw)), mail) in outcomes.iter_mut().zip(&inputs).zip(mails) {
             let others: Vec<_> = known.iter().filter(|k| Some(&k.unit) != outcome.unit.as_ref()).cloned().collect();
             if others.is_empty() {
                 continue;
@@ -305,7 +319,8 @@ fn check(config: Option<&Path>, format: Format, received_at: Option<DateTime<Fix
             let mut ctx = Context::new(config.policy(), &converters);
             ctx.received_at = received_at;
             ctx.others = &others;
-            *outcome = core::process(raw, &ctx).with_context(|| format!("{path} is not an e-mail message"))?;
+            *outcome = core::judge(mail, &empty, &ctx);
+            offline_authentication(&config, raw, outcome);
         }
     }
     let mut out = std::io::stdout().lock();

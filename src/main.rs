@@ -1,6 +1,5 @@
 //! `studio-intake`: see `studio_intake::cli` for the commands.
 fn main() -> std::process::ExitCode {
-    studio_intake::memory::tune_allocator();
     // Everything the daemon creates (the SQLite database and its journal, outbox `.eml`
     // files, the var/ folders, converter temp files) is for its own user only, whatever
     // umask it was started with (a shell's 022 gave 0644 databases): files 0600, folders 0700.

@@ -9,7 +9,7 @@
 //! threshold keep large buffers out of the arenas (they go back to the kernel when freed)
 //! and leave a second arena so the async workers and the blocking pool seldom contend.
 
-/// Call first in `main`, before any thread starts. A no-op off glibc.
+/// Call first in the daemon (`run`), before any thread starts. A no-op off glibc.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
