@@ -138,7 +138,9 @@ impl Handler for Recorder {
 
 /// A scripted IMAP server: one message (UID 5) that declares 2 KiB and, fetched, announces
 /// a literal of `lie` bytes and streams them for as long as the client reads.
-async fn lying_server(listener: tokio::net::TcpListener, lie: u64, streamed: Arc<AtomicU64>, connections: Arc<AtomicUsize>) {
+/// With `honest`, UID 6 follows: a small message that tells the truth, so the liar arrives in
+/// a batch of two (sizes and bodies fetched by UID set).
+async fn lying_server(listener: tokio::net::TcpListener, lie: u64, honest: bool, streamed: Arc<AtomicU64>, connections: Arc<AtomicUsize>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else { return };
         connections.fetch_add(1, Ordering::Relaxed);
@@ -160,9 +162,18 @@ async fn lying_server(listener: tokio::net::TcpListener, lie: u64, streamed: Arc
                 } else if up.starts_with("SELECT") || up.starts_with("EXAMINE") {
                     format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 6] ok\r\n{tag} OK [READ-WRITE] done\r\n").into_bytes()
                 } else if up.starts_with("UID SEARCH") {
-                    format!("* SEARCH 5\r\n{tag} OK done\r\n").into_bytes()
+                    format!("* SEARCH 5{}\r\n{tag} OK done\r\n", if honest { " 6" } else { "" }).into_bytes()
                 } else if up.starts_with("UID FETCH") && up.contains("RFC822.SIZE") {
-                    format!("* 1 FETCH (UID 5 RFC822.SIZE 2048 INTERNALDATE \"20-Sep-2020 10:00:00 +0800\")\r\n{tag} OK done\r\n").into_bytes()
+                    let mut r = String::new();
+                    if !up.starts_with("UID FETCH 6 ") {
+                        r += "* 1 FETCH (UID 5 RFC822.SIZE 2048 INTERNALDATE \"20-Sep-2020 10:00:00 +0800\")\r\n";
+                    }
+                    if honest && !up.starts_with("UID FETCH 5 ") {
+                        r += &format!("* 2 FETCH (UID 6 RFC822.SIZE {} INTERNALDATE \"20-Sep-2020 10:05:00 +0800\")\r\n", HONEST.len());
+                    }
+                    format!("{r}{tag} OK done\r\n").into_bytes()
+                } else if up.starts_with("UID FETCH 6 ") && up.contains("BODY.PEEK[]") {
+                    format!("* 2 FETCH (UID 6 BODY[] {{{}}}\r\n{HONEST})\r\n{tag} OK done\r\n", HONEST.len()).into_bytes()
                 } else if up.starts_with("UID FETCH") && up.contains("BODY.PEEK[HEADER]") {
                     let header = "From: unit9 <unit9@example.cn>\r\nSubject: =?utf-8?B?5o6o6I2Q?=\r\nMessage-ID: <lie@example.cn>\r\n\r\n";
                     format!("* 1 FETCH (UID 5 BODY[HEADER]<0> {{{}}}\r\n{header})\r\n{tag} OK done\r\n", header.len()).into_bytes()
@@ -193,18 +204,22 @@ async fn lying_server(listener: tokio::net::TcpListener, lie: u64, streamed: Arc
     }
 }
 
+/// The message after the liar.
+const HONEST: &str = "From: unit9 <unit9@example.cn>\r\nSubject: honest\r\nMessage-ID: <honest@example.cn>\r\n\r\nbody\r\n";
+
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
 }
 
-/// One pass of an [`ImapSource`] (limit 25 MiB) over a server that lies by `lie` bytes.
-async fn fetch_from_a_liar(lie: u64) {
+/// One pass of an [`ImapSource`] (limit 25 MiB) over a server that lies by `lie` bytes (and,
+/// with `honest`, has an honest message after the liar).
+async fn fetch_from_a_liar(lie: u64, honest: bool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let streamed = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(AtomicUsize::new(0));
-    let server = tokio::spawn(lying_server(listener, lie, streamed.clone(), connections.clone()));
+    let server = tokio::spawn(lying_server(listener, lie, honest, streamed.clone(), connections.clone()));
 
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("pw"), "x\n").unwrap();
@@ -230,8 +245,15 @@ async fn fetch_from_a_liar(lie: u64) {
     let grew_mib = (peak_rss_kib() - before) / 1024;
     server.abort();
 
-    assert_eq!(handled, 1);
+    assert_eq!(handled, 1 + usize::from(honest));
     let seen = recorder.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1 + usize::from(honest));
+    assert_eq!(seen[0].uid, Some(5), "arrival order kept");
+    if honest {
+        // The batch was fetched again one by one on a new connection: the honest one whole.
+        assert_eq!(seen[1].uid, Some(6));
+        assert_eq!(seen[1].raw.as_deref().ok(), Some(HONEST.as_bytes()), "the honest message, whole");
+    }
     let Err(too_large) = &seen[0].raw else { panic!("not refused: {:?}", seen[0].size) };
     assert_eq!((too_large.size, too_large.limit), (lie, limit), "reported with the announced size");
     assert!(String::from_utf8_lossy(&too_large.header).contains("Message-ID: <lie@example.cn>"), "header peeked on a new connection");
@@ -246,9 +268,11 @@ async fn fetch_from_a_liar(lie: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_literal_larger_than_declared_is_refused_before_it_is_read() {
     // Over async-imap's own 512 MiB buffer cap (which fails the pass, mail stuck for ever)…
-    fetch_from_a_liar(900_000_000).await;
+    fetch_from_a_liar(900_000_000, false).await;
     // …and under it (which async-imap alone would read into memory whole).
-    fetch_from_a_liar(400_000_000).await;
+    fetch_from_a_liar(400_000_000, false).await;
+    // In a batch with an honest message: the liar refused, the other one fetched whole.
+    fetch_from_a_liar(400_000_000, true).await;
 }
 
 // ------------------------------------------------------------------ start-up checks
