@@ -18,7 +18,7 @@ use crate::core::{self, Context, Outcome, report, text};
 use crate::mailbox::{Handler, Incoming};
 use crate::metrics::metrics;
 use crate::outbox::{self, OutgoingMail};
-use crate::store::{DossierUpdate, FindingRecord, HeldMail, NewOutgoing, NewRaw, PutRaw, StudioRecord, SubmissionRecord};
+use crate::store::{DossierUpdate, FindingRecord, HeldMail, MailVerdict, NewOutgoing, NewRaw, PutRaw, StudioRecord, StudioVerdict, SubmissionRecord};
 
 /// The handler the mailbox calls for each message.
 pub struct Intake {
@@ -123,7 +123,7 @@ async fn commit(app: &App, stage: Stage) -> anyhow::Result<()> {
             let mut head = raw.bytes;
             head.extend_from_slice(b"\r\n");
             let rec = record_unprocessed(app, raw.id, &raw.sha256, &head, raw.received_at, why).await?;
-            metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), Duration::ZERO);
+            metrics().mail_processed(rec.verdict.as_str(), rec.findings.iter().map(|f| &f.code), Duration::ZERO);
             Ok(())
         }
         Stage::Read { raw, read } => {
@@ -139,7 +139,7 @@ async fn commit(app: &App, stage: Stage) -> anyhow::Result<()> {
             };
             match result {
                 Ok(rec) => {
-                    metrics().mail_processed(&rec.verdict, rec.findings.iter().map(|f| &f.code), started.elapsed());
+                    metrics().mail_processed(rec.verdict.as_str(), rec.findings.iter().map(|f| &f.code), started.elapsed());
                     Ok(())
                 }
                 // A failure counts as an attempt in the store; a mail that fails every time is
@@ -177,7 +177,7 @@ async fn record_unprocessed(
         unit: None,
         subject: message.as_ref().map(|m| m.subject.clone()).unwrap_or_default(),
         received_at,
-        verdict: "ignored".into(),
+        verdict: MailVerdict::Ignored,
         ignored_reason: Some(why.to_string()),
         ..Default::default()
     };
@@ -311,7 +311,7 @@ pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, rec
     let raw = StoredRaw { id: raw_id, sha256: sha256.to_owned(), bytes: bytes.to_vec(), received_at };
     let read = read_mail(app, raw_id, bytes, received_at).await?;
     let recorded = judge_and_record(app, &raw, read).await?;
-    metrics().mail_processed(&recorded.verdict, recorded.findings.iter().map(|f| &f.code), started.elapsed());
+    metrics().mail_processed(recorded.verdict.as_str(), recorded.findings.iter().map(|f| &f.code), started.elapsed());
     Ok(())
 }
 
@@ -347,7 +347,7 @@ async fn judge_and_record(app: &App, raw: &StoredRaw, read: ReadMail) -> anyhow:
             sender: Some(from.address.clone()),
             subject: head.subject.clone(),
             received_at,
-            verdict: "ignored".into(),
+            verdict: MailVerdict::Ignored,
             ignored_reason: Some(format!("重复投递：与已处理的邮件（记录{first}）Message-ID 和发件人相同")),
             ..Default::default()
         };
@@ -695,7 +695,7 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
                     key: text::squash(&s.name),
                     unit: o.unit.clone(),
                     leader: s.leader.clone(),
-                    verdict: if errors { "rejected".into() } else { "accepted".into() },
+                    verdict: if errors { StudioVerdict::Rejected } else { StudioVerdict::Accepted },
                     rank: s.rank.map(i64::from),
                     data: studio_data(o, s),
                 }
@@ -709,10 +709,7 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
         .iter()
         .map(|f| FindingRecord {
             code: f.code.as_str().to_owned(),
-            severity: match f.severity {
-                core::findings::Severity::Error => "error".into(),
-                core::findings::Severity::Warning => "warning".into(),
-            },
+            severity: f.severity,
             studio_key: f.studio.as_deref().map(text::squash),
             file: f.file.clone(),
             location: f.location.clone(),
@@ -728,7 +725,7 @@ pub fn submission_record(o: &Outcome) -> SubmissionRecord {
         unit: o.unit.clone(),
         subject: o.message.subject.clone(),
         received_at: o.received_at,
-        verdict: o.verdict().as_str().into(),
+        verdict: o.verdict().into(),
         ignored_reason: None,
         studios,
         findings,

@@ -12,6 +12,7 @@ use anyhow::{Context as _, ensure};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::json;
 use sqlx::{Connection, Executor};
+use studio_intake::core::findings::Severity;
 use studio_intake::store::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ fn studio(name: &str, verdict: &str, rank: i64) -> StudioRecord {
         key: name.replace(' ', ""),
         unit: Some("as written".into()),
         leader: Some("张三".into()),
-        verdict: verdict.into(),
+        verdict: verdict.parse().unwrap(),
         rank: Some(rank),
         data: json!({ "序号": rank, "创新工作室名称": name, "成员人数": 8 }),
     }
@@ -170,7 +171,7 @@ fn submission(unit: Option<&str>, verdict: &str, studios: Vec<StudioRecord>) -> 
         unit: unit.map(Into::into),
         subject: "推荐申报".into(),
         received_at: Some(DateTime::parse_from_rfc3339("2020-09-20T10:00:00+08:00").unwrap()),
-        verdict: verdict.into(),
+        verdict: verdict.parse().unwrap(),
         ignored_reason: None,
         studios,
         findings: Vec::new(),
@@ -182,7 +183,7 @@ fn submission(unit: Option<&str>, verdict: &str, studios: Vec<StudioRecord>) -> 
 fn finding(code: &str, severity: &str, studio_key: Option<&str>) -> FindingRecord {
     FindingRecord {
         code: code.into(),
-        severity: severity.into(),
+        severity: if severity == "error" { Severity::Error } else { Severity::Warning },
         studio_key: studio_key.map(Into::into),
         file: Some("附件1.docx".into()),
         location: "表格1 第6行".into(),

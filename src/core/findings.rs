@@ -10,6 +10,24 @@ pub enum Severity {
     Warning,
 }
 
+impl Severity {
+    pub const ALL: &'static [Severity] = &[Severity::Error, Severity::Warning];
+
+    /// The stable word of `check --format json` and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+impl PartialEq<&str> for Severity {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 macro_rules! codes {
     ($($variant:ident = $code:literal, $sev:ident, $title:literal;)*) => {
         /// Every finding code of `RULES.md`.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
 use crate::config::{Config, UnitKind};
-use crate::core::findings::Code;
-use crate::store::{FindingRecord, HeldMail, MailToRead, Store, StudioRow, UnprocessedMail};
+use crate::core::findings::{Code, Severity};
+use crate::store::{FindingRecord, HeldMail, MailToRead, Store, StudioRow, StudioVerdict, UnprocessedMail};
 
 use super::schedule::days_left;
 
@@ -137,7 +137,7 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
     let mut units = Vec::with_capacity(order.len());
     for (name, kind) in &order {
         let mine = |s: &&StudioRow| s.unit.as_deref().unwrap_or(UNKNOWN_UNIT) == name;
-        let accepted = studios.iter().filter(mine).filter(|s| s.verdict == "accepted").count() as i64;
+        let accepted = studios.iter().filter(mine).filter(|s| s.verdict == StudioVerdict::Accepted).count() as i64;
         let minimum = kind.filter(|k| k.has_minimum()).map(|_| config.campaign.min_per_county);
         units.push(UnitRow {
             name: name.clone(),
@@ -145,10 +145,10 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
             mails: per_unit_mails.get(name).copied().unwrap_or(0),
             studios: studios.iter().filter(mine).count() as i64,
             accepted,
-            rejected: studios.iter().filter(mine).filter(|s| s.verdict == "rejected").count() as i64,
+            rejected: studios.iter().filter(mine).filter(|s| s.verdict == StudioVerdict::Rejected).count() as i64,
             open_errors: findings
                 .iter()
-                .filter(|f| f.0.as_deref().unwrap_or(UNKNOWN_UNIT) == name && f.2.severity == "error")
+                .filter(|f| f.0.as_deref().unwrap_or(UNKNOWN_UNIT) == name && f.2.severity == Severity::Error)
                 .count() as i64,
             minimum,
             below_minimum: minimum.is_some_and(|m| accepted < i64::from(m)),
@@ -235,7 +235,7 @@ pub fn campaign_findings(f: &Facts) -> Vec<(Option<String>, FindingRecord)> {
             Some(u.name.clone()),
             FindingRecord {
                 code: Code::UnitBelowMinimum.as_str().into(),
-                severity: "warning".into(),
+                severity: Severity::Warning,
                 studio_key: None,
                 file: None,
                 location: "本单位通过审核的工作室".into(),
@@ -251,7 +251,7 @@ pub fn campaign_findings(f: &Facts) -> Vec<(Option<String>, FindingRecord)> {
             None,
             FindingRecord {
                 code: Code::CampaignOverQuota.as_str().into(),
-                severity: "warning".into(),
+                severity: Severity::Warning,
                 studio_key: None,
                 file: None,
                 location: "全市通过审核的工作室".into(),

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 
 use crate::config::Config;
 use crate::core::findings::Code;
-use crate::store::{HeldMail, MailToRead};
+use crate::store::{HeldMail, MailToRead, StudioVerdict};
 
 use super::facts::{Facts, UNKNOWN_UNIT};
 use super::schedule::SlotKind;
@@ -188,11 +188,10 @@ fn sender_label((address, unit): &(String, Option<String>)) -> String {
     }
 }
 
-fn verdict_label(v: &str) -> &str {
+fn verdict_label(v: StudioVerdict) -> &'static str {
     match v {
-        "accepted" => "通过",
-        "rejected" => "退回",
-        other => other,
+        StudioVerdict::Accepted => "通过",
+        StudioVerdict::Rejected => "退回",
     }
 }
 
@@ -246,7 +245,7 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
         let _ = writeln!(
             o,
             "  [{}] {} · {} · 序号 {} · {} · 错误：{}",
-            verdict_label(&s.verdict),
+            verdict_label(s.verdict),
             s.unit.as_deref().unwrap_or(UNKNOWN_UNIT),
             s.name,
             s.rank.map(|r| r.to_string()).unwrap_or_else(|| "—".into()),
@@ -533,10 +532,9 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
     table_open(&mut inner);
     th_row(&mut inner, &["推荐单位", "序号", "工作室", "带头人", "结果", "未解决错误"]);
     for s in &f.studios {
-        let verdict = match s.verdict.as_str() {
-            "accepted" => format!("<span style=\"color:{GREEN};font-weight:bold;\">通过</span>"),
-            "rejected" => "<span style=\"color:#c00000;font-weight:bold;\">退回</span>".to_owned(),
-            other => esc(other),
+        let verdict = match s.verdict {
+            StudioVerdict::Accepted => format!("<span style=\"color:{GREEN};font-weight:bold;\">通过</span>"),
+            StudioVerdict::Rejected => "<span style=\"color:#c00000;font-weight:bold;\">退回</span>".to_owned(),
         };
         td_row(
             &mut inner,
@@ -606,7 +604,7 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
             esc(u.as_deref().unwrap_or(UNKNOWN_UNIT)),
             esc(s.as_deref().unwrap_or("—")),
             format!("{}<br><span style=\"color:#666666;font-size:12px;\">{}</span>", esc(title), esc(&x.code)),
-            esc(severity_label(&x.severity)),
+            esc(severity_label(x.severity)),
             esc(&x.message),
         ]
     });

@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, Timelike, Utc};
 use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, FormatAlign, FormatBorder, Workbook, Worksheet, XlsxError};
 
 use crate::config::Config;
-use crate::core::findings::Code;
+use crate::core::findings::{Code, Severity};
 use crate::core::forms::SUMMARY_COLUMNS;
 
 use super::facts::{Facts, UNKNOWN_UNIT, campaign_findings};
@@ -168,7 +168,7 @@ fn build(f: &Facts, config: &Config) -> Result<Vec<u8>, XlsxError> {
             unit,
             studio.unwrap_or(""),
             problem.as_str(),
-            severity_label(&x.severity),
+            severity_label(x.severity),
             x.file.as_deref().unwrap_or(""),
             x.location.as_str(),
             x.found.as_str(),
@@ -183,11 +183,10 @@ fn build(f: &Facts, config: &Config) -> Result<Vec<u8>, XlsxError> {
 }
 
 /// `error` → 错误, `warning` → 警告.
-pub fn severity_label(s: &str) -> &str {
+pub fn severity_label(s: Severity) -> &'static str {
     match s {
-        "error" => "错误",
-        "warning" => "警告",
-        other => other,
+        Severity::Error => "错误",
+        Severity::Warning => "警告",
     }
 }
 

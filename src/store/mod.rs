@@ -29,11 +29,16 @@ mod record;
 mod senders;
 mod migrations;
 mod state;
+mod words;
+
+pub use words::{MailVerdict, StudioVerdict, UnknownWord};
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+
+use crate::core::findings::Severity;
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
@@ -155,7 +160,7 @@ pub struct MailToRead {
     pub sender: Option<String>,
     pub unit: Option<String>,
     pub subject: String,
-    pub verdict: String,
+    pub verdict: MailVerdict,
     pub late: bool,
     pub download_links: Vec<String>,
     /// What it carried: (file, kind as in `check --format json`, studio).
@@ -181,8 +186,7 @@ pub struct SubmissionRecord {
     pub unit: Option<String>,
     pub subject: String,
     pub received_at: Option<DateTime<FixedOffset>>,
-    /// accepted | rejected | ignored | not_a_submission
-    pub verdict: String,
+    pub verdict: MailVerdict,
     pub ignored_reason: Option<String>,
     pub studios: Vec<StudioRecord>,
     pub findings: Vec<FindingRecord>,
@@ -235,16 +239,16 @@ pub struct StudioRecord {
     /// The recommending unit as written in the forms.
     pub unit: Option<String>,
     pub leader: Option<String>,
-    pub verdict: String,
+    pub verdict: StudioVerdict,
     pub rank: Option<i64>,
     /// Everything the consolidated 推荐汇总表 needs (its 16 columns).
     pub data: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FindingRecord {
     pub code: String,
-    pub severity: String,
+    pub severity: Severity,
     /// The [`StudioRecord::key`] this finding belongs to, if any.
     pub studio_key: Option<String>,
     pub file: Option<String>,
@@ -328,7 +332,7 @@ pub struct StudioRow {
     pub name: String,
     pub key: String,
     pub leader: Option<String>,
-    pub verdict: String,
+    pub verdict: StudioVerdict,
     pub rank: Option<i64>,
     pub data: serde_json::Value,
     /// The submission's receipt time.
@@ -344,7 +348,7 @@ pub struct StudioVersion {
     pub id: i64,
     pub submission_id: i64,
     pub name: String,
-    pub verdict: String,
+    pub verdict: StudioVerdict,
     pub current: bool,
     /// The version that replaced this one.
     pub superseded_by: Option<i64>,

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::{Counts, FindingRecord, MailToRead, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
+use super::{Counts, FindingRecord, MailToRead, MailVerdict, Store, StudioRow, StudioVersion, join_fixed, parse_ts};
 
 impl Store {
     /// Current studio versions, sorted by unit (unknown last), then rank (none last), then
@@ -48,7 +48,7 @@ impl Store {
                 name: row.try_get("name")?,
                 key: row.try_get("key")?,
                 leader: row.try_get("leader")?,
-                verdict: row.try_get("verdict")?,
+                verdict: row.try_get::<String, _>("verdict")?.parse()?,
                 rank: row.try_get("rank")?,
                 data: serde_json::from_str(&data).context("bad stored studio data")?,
                 received_at: join_fixed(row.try_get("received_at")?, row.try_get("received_offset")?)?,
@@ -93,7 +93,7 @@ impl Store {
                     id: row.try_get("id")?,
                     submission_id: row.try_get("submission_id")?,
                     name: row.try_get("name")?,
-                    verdict: row.try_get("verdict")?,
+                    verdict: row.try_get::<String, _>("verdict")?.parse()?,
                     current: current != 0,
                     superseded_by: row.try_get("superseded_by")?,
                 })
@@ -192,13 +192,13 @@ impl Store {
             let submission_id: i64 = row.try_get("submission_id")?;
             let studio_id: Option<i64> = row.try_get("studio_id")?;
             let sub_unit: Option<String> = row.try_get("sub_unit")?;
-            let sub_verdict: String = row.try_get("sub_verdict")?;
+            let sub_verdict: MailVerdict = row.try_get::<String, _>("sub_verdict")?.parse()?;
             let on_file = row.try_get::<i64, _>("on_file")? == 1;
             let applied = row.try_get::<i64, _>("applied")? == 1;
             let open = if applied && sub_unit.is_some() {
                 on_file && current_dossiers.contains(&submission_id)
             } else {
-                matches!(sub_verdict.as_str(), "accepted" | "rejected")
+                matches!(sub_verdict, MailVerdict::Accepted | MailVerdict::Rejected)
                     && match studio_id {
                         Some(_) => row.try_get::<i64, _>("is_current")? == 1,
                         None => with_current.contains(&submission_id) || on_file,
@@ -212,7 +212,7 @@ impl Store {
             let studio_key: Option<String> = row.try_get("studio_key")?;
             let finding = FindingRecord {
                 code: row.try_get("code")?,
-                severity: row.try_get("severity")?,
+                severity: super::words::severity(&row.try_get::<String, _>("severity")?)?,
                 studio_key: studio_key.clone(),
                 file: row.try_get("file")?,
                 location: row.try_get("location")?,
@@ -253,7 +253,7 @@ impl Store {
                     sender: row.try_get("sender")?,
                     unit: row.try_get("unit")?,
                     subject: row.try_get("subject")?,
-                    verdict: row.try_get("verdict")?,
+                    verdict: row.try_get::<String, _>("verdict")?.parse()?,
                     late: late > 0,
                     download_links: serde_json::from_str(&links).unwrap_or_default(),
                     attachments: attachments
