@@ -67,6 +67,8 @@ enum Stage {
 
 struct StoredRaw {
     id: i64,
+    /// Stored before this offer (the same UID or bytes): maybe processed meanwhile.
+    known: bool,
     sha256: String,
     bytes: Vec<u8>,
     received_at: Option<DateTime<FixedOffset>>,
@@ -97,12 +99,12 @@ async fn prepare(app: &App, m: Incoming) -> anyhow::Result<Stage> {
         received_at: m.received_at,
         size: m.size as i64,
     };
-    let id = match app.store.put_raw(&new).await? {
-        PutRaw::New(id) => id,
+    let (id, known) = match app.store.put_raw(&new).await? {
+        PutRaw::New(id) => (id, false),
         PutRaw::Known { processed: true, .. } => return Ok(Stage::Done),
-        PutRaw::Known { id, .. } => id,
+        PutRaw::Known { id, .. } => (id, true),
     };
-    let raw = StoredRaw { id, sha256, bytes: new.bytes, received_at: m.received_at };
+    let raw = StoredRaw { id, known, sha256, bytes: new.bytes, received_at: m.received_at };
     Ok(match too_large {
         Some(why) => Stage::TooLarge { raw, why },
         None => {
@@ -128,7 +130,7 @@ async fn commit(app: &App, stage: Stage) -> anyhow::Result<()> {
         }
         Stage::Read { raw, read } => {
             // The same bytes twice in one batch: the first one's commit did it.
-            if app.store.raw_processed(raw.id).await? {
+            if raw.known && app.store.raw_processed(raw.id).await? {
                 info!("already processed");
                 return Ok(());
             }
@@ -308,7 +310,7 @@ async fn sender_identity(app: &App, sender: Option<&str>, raw: &[u8], checked: O
 /// (the daemon's retry of stored messages; the sources go through [`Handler`]).
 pub async fn process_raw(app: &App, raw_id: i64, bytes: &[u8], sha256: &str, received_at: Option<DateTime<FixedOffset>>) -> anyhow::Result<()> {
     let started = Instant::now();
-    let raw = StoredRaw { id: raw_id, sha256: sha256.to_owned(), bytes: bytes.to_vec(), received_at };
+    let raw = StoredRaw { id: raw_id, known: true, sha256: sha256.to_owned(), bytes: bytes.to_vec(), received_at };
     let read = read_mail(app, raw_id, bytes, received_at).await?;
     let recorded = judge_and_record(app, &raw, read).await?;
     metrics().mail_processed(recorded.verdict.as_str(), recorded.findings.iter().map(|f| &f.code), started.elapsed());

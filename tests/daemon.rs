@@ -74,10 +74,7 @@ async fn one_pass_answers_every_sender_once_and_moves_the_mail() {
     let s = mailstack::stack();
     let dept = s.user("unit1");
     let senders: Vec<String> = (2..=5).map(|n| s.user(&format!("unit{n}"))).collect();
-    for u in std::iter::once(&dept).chain(&senders) {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&std::iter::once(&dept).chain(&senders).collect::<Vec<_>>());
     let mut units: Vec<UnitSpec> = senders.iter().enumerate().map(|(i, a)| unit_as(i, 1 + i % 2, a)).collect();
     // One with problems: a team of four.
     let bad = &mut units[3].studios[0];
@@ -123,10 +120,7 @@ async fn killed_mid_batch_then_restarted_processes_each_mail_once() {
     let s = mailstack::stack();
     let dept = s.user("unit6");
     let senders: Vec<String> = (7..=10).map(|n| s.user(&format!("unit{n}"))).collect();
-    for u in std::iter::once(&dept).chain(&senders) {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&std::iter::once(&dept).chain(&senders).collect::<Vec<_>>());
     let units: Vec<UnitSpec> = senders.iter().enumerate().map(|(i, a)| unit_as(10 + i, 3, a)).collect();
     // Two mails per sender: eight in the batch.
     for u in &units {
@@ -207,10 +201,7 @@ async fn replies_wait_in_the_outbox_while_smtp_is_down() {
     let s = mailstack::stack();
     let dept = s.user("unit11");
     let sender = s.user("unit12");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let u = unit_as(3, 1, &sender);
     s.append(&dept, &fixtures::submission(&u, MailClient::QqMail), sept(22, 9));
     let (_dir, db) = temp_db();
@@ -239,10 +230,7 @@ async fn running_daemon_answers_during_idle_and_survives_a_dovecot_restart() {
     let s = mailstack::stack();
     let dept = s.user("unit13");
     let sender = s.user("unit14");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let u = unit_as(4, 1, &sender);
     let (_dir, db) = temp_db();
     let cfg = config(&dept, &db, &[&u]);
@@ -286,10 +274,7 @@ async fn a_resubmission_supersedes_the_earlier_studio_version() {
     let s = mailstack::stack();
     let dept = s.user("unit15");
     let sender = s.user("unit16");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let mut u = unit_as(5, 1, &sender);
     u.studios[0].native_place = String::new(); // first version lacks a field
     let (_dir, db) = temp_db();
@@ -323,10 +308,7 @@ async fn auto_replies_and_bounces_get_no_reply() {
     let s = mailstack::stack();
     let dept = s.user("unit17");
     let sender = s.user("unit18");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let auto_reply = format!(
         "From: {sender}\r\nTo: {dept}\r\nSubject: =?UTF-8?B?6Ieq5Yqo5Zue5aSN?=: 关于申报\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <auto-1@example.test>\r\nDate: Mon, 21 Sep 2020 10:00:00 +0800\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n我正在休假，稍后回复。\r\n"
     );
@@ -350,10 +332,7 @@ async fn a_mail_over_the_size_limit_is_refused_with_a_reply() {
     let s = mailstack::stack();
     let dept = s.user("unit19");
     let sender = s.user("unit20");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let u = unit_as(7, 1, &sender);
     let raw = fixtures::submission(&u, MailClient::Outlook);
     s.append(&dept, &raw, sept(22, 11));
@@ -377,10 +356,7 @@ async fn the_same_pass_on_postgresql() {
     let s = mailstack::stack();
     let dept = s.user("staff");
     let sender = s.user("others");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let u = unit_as(8, 2, &sender);
     s.append(&dept, &fixtures::submission(&u, MailClient::Webmail163), sept(24, 16));
     let (_dir, db) = temp_db();
@@ -551,10 +527,7 @@ async fn a_units_campaign_over_many_mails_through_imap_and_smtp() {
     let s = mailstack::stack();
     let dept = s.user("unit7");
     let sender = s.user("unit8");
-    for u in [&dept, &sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &sender]);
     let u = unit_as(13, 2, &sender);
     let (_dir, db) = temp_db();
     let cfg = config(&dept, &db, &[&u]);
@@ -577,4 +550,56 @@ async fn a_units_campaign_over_many_mails_through_imap_and_smtp() {
         new
     };
     campaign_steps(send, CampaignStore::Sqlite(db.clone()), &u).await;
+}
+
+/// One pass over several mails of a unit and a stranger's claim on it: fetched as one batch,
+/// read side by side, committed in arrival order — the photos sent after the forms complete
+/// the unit exactly as they do one pass at a time, and the stranger changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_takes_effect_in_arrival_order_and_holds_the_stranger() {
+    let _g = exclusive();
+    let s = mailstack::stack();
+    let dept = s.user("unit7");
+    let sender = s.user("unit8");
+    let stranger = s.user("unit9");
+    s.empty(&[&dept, &sender, &stranger]);
+    let u = unit_as(14, 2, &sender);
+    let (_dir, db) = temp_db();
+    let cfg = config(&dept, &db, &[&u]);
+
+    let full = fixtures::submission_mail(&u, MailClient::Foxmail, &Default::default());
+    let with = |id: &str, from: &str, files: Vec<(String, Vec<u8>)>| {
+        let mut m = full.clone();
+        m.attachments = files;
+        m.message_id = format!("<{id}@example.cn>");
+        m.from = m.from.replace(&sender, from);
+        fixtures::build_eml(&m)
+    };
+    let forms: Vec<_> = full.attachments.iter().filter(|(n, _)| !n.ends_with(".jpg")).cloned().collect();
+    let photos: Vec<_> = full.attachments.iter().filter(|(n, _)| n.ends_with(".jpg")).cloned().collect();
+    // The stranger's copy names the same unit and would replace both studios if applied.
+    s.append(&dept, &with("batch-1", &sender, forms), sept(20, 9));
+    s.append(&dept, &with("batch-2", &sender, photos), sept(20, 10));
+    s.append(&dept, &with("batch-3", &stranger, full.attachments.clone()), sept(20, 11));
+    studio_intake::daemon::run_once(cfg.clone()).await.unwrap();
+
+    assert!(s.mailbox_uids(&dept, "INBOX").is_empty());
+    assert_eq!(s.mailbox_uids(&dept, "Processed").len(), 3, "one MOVE for the batch");
+    let st = store(&db).await;
+    let studios = st.current_studios().await.unwrap();
+    assert_eq!(studios.len(), 2, "{studios:?}");
+    assert!(studios.iter().all(|x| x.verdict == "accepted"), "{studios:?}");
+    let held = st.held_mails().await.unwrap();
+    assert_eq!(held.len(), 1, "the stranger's mail is held: {held:?}");
+    assert_eq!(held[0].sender.as_deref(), Some(stranger.as_str()));
+
+    // Replies in order: the forms answered as missing photos, the photos as complete.
+    let replies: Vec<_> = s.wait_for_mail(&sender, 2, Duration::from_secs(30)).iter().map(|r| mime::parse(r, &Default::default()).unwrap()).collect();
+    let to = |id: &str| replies.iter().find(|r| r.in_reply_to.as_deref() == Some(&format!("<{id}@example.cn>")[..])).unwrap_or_else(|| panic!("no reply to {id}"));
+    assert!(to("batch-1").body_text.contains("尚缺工作室场景照"), "{}", to("batch-1").body_text);
+    assert!(to("batch-2").subject.contains("审核通过") && to("batch-2").body_text.contains("均已齐全"), "{}", to("batch-2").body_text);
+    // The stranger hears a fixed acknowledgement that repeats nothing of its mail.
+    let ack = s.wait_for_mail(&stranger, 1, Duration::from_secs(30));
+    let ack = mime::parse(&ack[0], &Default::default()).unwrap();
+    assert!(!ack.body_text.contains(&u.studios[0].name), "{}", ack.body_text);
 }

@@ -678,7 +678,7 @@ async fn exported_workbook_read_back_cell_by_cell() {
 async fn digest_arrives_through_the_real_smtp_server_with_the_workbook() {
     let stack = mailstack::stack();
     let staff = stack.user("staff");
-    stack.clear(&staff, "INBOX");
+    stack.empty(&[&staff]);
     let s = seed().await;
     let mut config = s.config.clone();
     config.outbox.kind = OutboxKind::Smtp;

@@ -81,7 +81,7 @@ async fn trace_logs_never_show_the_password() {
     let s = mailstack::stack();
     let dept = canary_user();
     let sender = s.user("unit3");
-    s.clear(&sender, "INBOX");
+    s.empty(&[&sender]);
     let mut unit = UnitSpec::sample(3, 1);
     unit.sender = sender.clone();
     append_as(s.imap_port, &dept, CANARY, &fixtures::submission(&unit, MailClient::QqMail)).await;

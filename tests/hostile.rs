@@ -35,10 +35,7 @@ async fn every_nasty_mail_gets_a_finding_or_a_reason_and_the_daemon_goes_on() {
         u.sender = s.user("unit2");
         u
     };
-    for u in [&dept, &attacker, &good.sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &attacker, &good.sender]);
     let corpus = fixtures::nasty_mails(&attacker, &dept, MAX_MESSAGE_BYTES as usize + 512 * 1024);
     let when = DateTime::parse_from_rfc3339("2020-09-21T10:00:00+08:00").ok();
     for m in &corpus {
@@ -169,10 +166,7 @@ async fn a_message_over_the_processing_time_limit_is_answered_and_skipped() {
         u.sender = s.user("unit11");
         u
     };
-    for u in [&dept, &good.sender] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &good.sender]);
     let work = tempfile::tempdir().unwrap();
     let hanging = work.path().join("soffice");
     std::fs::write(&hanging, "#!/bin/sh\n# A converter that hangs on this file.\nsleep 8\nexit 1\n").unwrap();

@@ -109,11 +109,7 @@ async fn a_mail_that_cannot_be_finished_ends_in_the_imap_failed_folder() {
     let s = mailstack::stack();
     let dept = s.user("unit1");
     let sender = s.user("unit2");
-    for who in [&dept, &sender] {
-        s.clear(who, "INBOX");
-        s.clear(who, "Processed");
-        s.clear(who, "Failed");
-    }
+    s.empty(&[&dept, &sender]);
     let mut u = UnitSpec::sample(0, 1);
     u.sender = sender.clone();
     let dir = tempfile::tempdir().unwrap();

@@ -252,10 +252,7 @@ async fn an_outsiders_claim_is_held_through_imap_and_smtp() {
     let dept = s.user("unit1");
     let unit_box = s.user("unit2");
     let outsider_box = s.user("unit3");
-    for u in [&dept, &unit_box, &outsider_box] {
-        s.clear(u, "INBOX");
-        s.clear(u, "Processed");
-    }
+    s.empty(&[&dept, &unit_box, &outsider_box]);
     let mut u = UnitSpec::sample(0, 1);
     u.sender = unit_box.clone();
     let dir = tempfile::tempdir().unwrap();

@@ -117,12 +117,15 @@ fn detail(f: &Finding) -> String {
 
 /// A value from a form as a reply echoes it: at most [`ECHOED_VALUE_CHARS`] characters.
 fn capped(s: &str) -> String {
-    if s.chars().count() <= ECHOED_VALUE_CHARS {
-        return s.to_owned();
+    at_most(s, ECHOED_VALUE_CHARS)
+}
+
+/// `s` cut to `max` characters, with `…` when something was cut.
+fn at_most(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((end, _)) => format!("{}…", &s[..end]),
     }
-    let mut cut: String = s.chars().take(ECHOED_VALUE_CHARS).collect();
-    cut.push('…');
-    cut
 }
 
 /// Longest found/expected value a reply repeats (a form's free-text cell can be 600 characters).
@@ -362,13 +365,7 @@ pub fn confirmation_request(unit: &str, held: &HeldSummary, policy: &Policy) -> 
 /// characters, capped in length.
 pub fn shown_value(s: &str) -> String {
     let cleaned: String = s.chars().filter(|&c| !(c.is_control() || is_invisible(c))).collect();
-    let cleaned = cleaned.trim();
-    if cleaned.chars().count() <= SHOWN_VALUE_CHARS {
-        return cleaned.to_owned();
-    }
-    let mut cut: String = cleaned.chars().take(SHOWN_VALUE_CHARS).collect();
-    cut.push('…');
-    cut
+    at_most(cleaned.trim(), SHOWN_VALUE_CHARS)
 }
 
 /// Longest value echoed in a reply (a unit's or studio's name is well under this).

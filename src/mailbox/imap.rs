@@ -438,15 +438,8 @@ impl ImapSource {
         conn.exec_with(&format!("UID FETCH {} (UID RFC822.SIZE INTERNALDATE)", uid_set(&uids)), |r| FetchAttrs::collect(&mut meta, r)).await?;
         let limit = self.max_message_bytes;
         let fits = |uid: &u32| meta.get(uid).is_some_and(|a| a.size.is_none_or(|s| s <= limit));
-        // The byte budget, by declared size; the first message always goes.
-        let mut budget = 0u64;
-        let keep = uids
-            .iter()
-            .position(|uid| {
-                budget += if fits(uid) { meta.get(uid).and_then(|a| a.size).unwrap_or(0) } else { 0 };
-                budget > super::BATCH_BYTES
-            })
-            .map_or(uids.len(), |i| i.max(1));
+        let downloads: Vec<u64> = uids.iter().map(|uid| if fits(uid) { meta.get(uid).and_then(|a| a.size).unwrap_or(0) } else { 0 }).collect();
+        let keep = within_budget(&downloads, super::BATCH_BYTES);
         for uid in uids.drain(keep..).rev() {
             queue.push_front(uid);
         }
@@ -911,6 +904,17 @@ impl FetchAttrs {
     }
 }
 
+/// How many of a batch's messages, in order, to download now: as many as fit `budget` bytes
+/// together (by declared size; 0 for one refused by size), and always the first.
+fn within_budget(sizes: &[u64], budget: u64) -> usize {
+    let mut total = 0u64;
+    sizes.iter().position(|&s| {
+        total += s;
+        total > budget
+    })
+    .map_or(sizes.len(), |i| i.max(1))
+}
+
 /// `1,2,3,7,9` → `1:3,7,9` (the UIDs sorted first).
 fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
@@ -1053,6 +1057,15 @@ mod tests {
         assert_eq!(d.to_rfc3339(), "2020-03-14T01:30:00+00:00");
         let d = parse_internal_date(" 4-Mar-2020 09:30:00 +0800").unwrap();
         assert_eq!(d.to_rfc3339(), "2020-03-04T09:30:00+08:00");
+    }
+
+    #[test]
+    fn batch_byte_budget() {
+        assert_eq!(within_budget(&[10, 10, 10], 25), 2);
+        assert_eq!(within_budget(&[10, 10, 10], 30), 3);
+        assert_eq!(within_budget(&[40, 1], 25), 1, "the first always goes, alone when it is over");
+        assert_eq!(within_budget(&[0, 0, 30], 25), 2, "a message refused by size costs nothing");
+        assert_eq!(within_budget(&[], 25), 0);
     }
 
     #[test]

@@ -268,17 +268,24 @@ impl Stack {
     }
 
     /// Delete every message of a folder.
-    pub fn clear(&self, user: &str, folder: &str) {
-        let (user, folder, password, port) = (user.to_owned(), folder.to_owned(), self.password.clone(), self.imap_port);
-        blocking(async move {
-            let mut s = login(port, &user, &password).await;
-            if s.select(&folder).await.is_ok() {
-                let _ = s.run_command_and_check_ok("STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
-                let _ = s.run_command_and_check_ok("EXPUNGE").await;
-            }
-            let _ = s.logout().await;
-        })
+    /// Empty the folders a test of the daemon reads (INBOX, Processed, Failed) of each user:
+    /// one session per user.
+    pub fn empty(&self, users: &[&String]) {
+        for user in users {
+            let (user, password, port) = (user.to_string(), self.password.clone(), self.imap_port);
+            blocking(async move {
+                let mut s = login(port, &user, &password).await;
+                for folder in ["INBOX", "Processed", "Failed"] {
+                    if s.select(folder).await.is_ok() {
+                        let _ = s.run_command_and_check_ok("STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+                        let _ = s.run_command_and_check_ok("EXPUNGE").await;
+                    }
+                }
+                let _ = s.logout().await;
+            });
+        }
     }
+
 }
 
 async fn login(port: u16, user: &str, password: &str) -> async_imap::Session<tokio::net::TcpStream> {
