@@ -744,25 +744,11 @@ fn studio_data(o: &Outcome, s: &core::submission::Studio) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     let row = s.row.map(|(t, r)| &o.view.summaries[t].rows[r]);
     let form = s.form.map(|f| &o.view.forms[f]);
-    for (key, _) in core::forms::SUMMARY_COLUMNS {
-        let from_row = row.and_then(|r| r.get(key)).map(|v| v.trim().to_owned());
-        let from_form = form.and_then(|f| match *key {
-            "studio_name" => f.get("studio_name").map(str::to_owned),
-            "unit" => f.get("unit").map(str::to_owned),
-            "created" => f.get("created").map(str::to_owned),
-            "leader" => f.get("leader").map(str::to_owned),
-            "leader_workplace" => f.get("leader_workplace").map(str::to_owned),
-            "titled" => f.get("titled").map(str::to_owned),
-            "members" | "area" | "equipment" | "funding" | "achievements" | "benefit" => f.get(key).map(str::to_owned),
-            "patents" => {
-                let u = f.number("utility_patents")?;
-                let i = f.number("invention_patents")?;
-                Some(text::fmt_number(u + i))
-            }
-            _ => None,
-        });
+    for column in core::forms::SUMMARY_COLUMNS {
+        let from_row = row.and_then(|r| r.get(column.key)).map(|v| v.trim().to_owned());
+        let from_form = form.and_then(|f| column.from_form(f));
         if let Some(v) = from_row.or(from_form) {
-            map.insert((*key).to_owned(), serde_json::Value::String(v));
+            map.insert(column.key.as_str().to_owned(), serde_json::Value::String(v));
         }
     }
     map.insert("name".into(), serde_json::Value::String(s.name.clone()));

@@ -627,8 +627,9 @@ async fn exported_workbook_read_back_cell_by_cell() {
             assert_eq!(at(r, 15), norm(&st.benefit_wan));
             // And every column equals what the store recorded from the forms.
             let row = d.facts.studios.iter().find(|x| x.name == st.name).unwrap();
-            for (c, (key, _)) in SUMMARY_COLUMNS.iter().enumerate() {
-                let stored = row.data.get(*key).and_then(|v| v.as_str()).map(norm).unwrap_or_default();
+            for (c, column) in SUMMARY_COLUMNS.iter().enumerate() {
+                let key = column.key;
+                let stored = row.data.get(key.as_str()).and_then(|v| v.as_str()).map(norm).unwrap_or_default();
                 assert_eq!(at(r, c as u32), stored, "{} column {key}", st.name);
             }
             r += 1;

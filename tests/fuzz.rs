@@ -435,7 +435,7 @@ fn hanzi(rng: &mut Rng, n: usize) -> String {
 /// A label from the forms' vocabulary, sometimes retyped (spaces, line breaks, full width).
 fn label(rng: &mut Rng) -> String {
     let base = match rng.below(4) {
-        0 => rng.pick(forms::SUMMARY_COLUMNS).1.to_string(),
+        0 => rng.pick(forms::SUMMARY_COLUMNS).label.to_string(),
         1 => rng.pick(OTHER_TEXT).to_string(),
         _ => rng.pick(APPROVAL_LABELS).to_string(),
     };
@@ -1986,8 +1986,8 @@ fn check_forms(doc: &Document) -> Result<(), String> {
     }
     // Every field of the form is reported exactly once, with where it is or was looked for.
     let empty = forms::parse_approval_form("a.docx", &Document { format: Format::Docx, blocks: Vec::new(), embedded_images: 0, pictures: Vec::new() });
-    let keys: Vec<&str> = form.fields.iter().map(|f| f.key).collect();
-    let expected: Vec<&str> = empty.fields.iter().map(|f| f.key).collect();
+    let keys: Vec<forms::FieldKey> = form.fields.iter().map(|f| f.key).collect();
+    let expected: Vec<forms::FieldKey> = empty.fields.iter().map(|f| f.key).collect();
     if keys != expected {
         return Err(format!("approval form fields {keys:?}, expected {expected:?}"));
     }
@@ -2003,7 +2003,7 @@ fn check_forms(doc: &Document) -> Result<(), String> {
         return Err("summary rows without a header".into());
     }
     for row in &summary.rows {
-        if !row.cells.iter().any(|f| f.key != "rank" && f.filled().is_some()) {
+        if !row.cells.iter().any(|f| f.key != forms::FieldKey::Rank && f.filled().is_some()) {
             return Err(format!("summary row {} has nothing besides 序号", row.row_label));
         }
         if let Some(f) = row.cells.iter().find(|f| f.location.trim().is_empty()) {

@@ -27,7 +27,7 @@ fn format_of(name: &str) -> Format {
 
 /// A value as the records keep it: no line breaks, tabs, control or invisible characters,
 /// no `_x000D_` escapes, no check-box glyphs.
-fn clean(key: &str, v: &str) -> Result<(), String> {
+fn clean(key: forms::FieldKey, v: &str) -> Result<(), String> {
     if v.chars().any(|c| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{feff}' | '\u{a0}' | '☐' | '☒' | '☑'))
         || v.contains("_x000")
     {
@@ -62,12 +62,12 @@ fn check_case(c: &CorpusCase, converters: &Converters) -> Result<(), String> {
             }
             let f = forms::parse_approval_form(c.name, &doc);
             for (key, want) in fields {
-                let got = f.field(key).and_then(|x| x.value.clone()).ok_or_else(|| format!("{key}: not found"))?;
-                clean(key, &got)?;
+                let got = f.field(*key).and_then(|x| x.value.clone()).ok_or_else(|| format!("{key}: not found"))?;
+                clean(*key, &got)?;
                 if text::squash(&got) != text::squash(want) {
                     return Err(format!("{key}: read {got:?}, shown {want:?}"));
                 }
-                if want.is_empty() && f.get(key).is_some() {
+                if want.is_empty() && f.get(*key).is_some() {
                     return Err(format!("{key}: {got:?} counts as filled"));
                 }
             }
@@ -87,7 +87,7 @@ fn check_case(c: &CorpusCase, converters: &Converters) -> Result<(), String> {
             if s.recommending_unit.as_deref() != Some(unit.as_str()) || s.filler.as_deref() != Some(filler.as_str()) {
                 return Err(format!("推荐单位 {:?}, 填报人 {:?}", s.recommending_unit, s.filler));
             }
-            let got: Vec<String> = s.rows.iter().map(|r| r.get("studio_name").unwrap_or("").to_owned()).collect();
+            let got: Vec<String> = s.rows.iter().map(|r| r.get(forms::FieldKey::StudioName).unwrap_or("").to_owned()).collect();
             if &got != studios {
                 return Err(format!("studios read {got:?}, the table has {studios:?}"));
             }
@@ -97,7 +97,7 @@ fn check_case(c: &CorpusCase, converters: &Converters) -> Result<(), String> {
                 }
             }
             for (i, key, want) in cells {
-                let got = s.rows[*i].get(key).unwrap_or("");
+                let got = s.rows[*i].get(*key).unwrap_or("");
                 if text::squash(got) != text::squash(want) {
                     return Err(format!("row {i} {key}: read {got:?}, shown {want:?}"));
                 }
@@ -151,7 +151,7 @@ fn the_summary_table_rows_are_studios_only() {
     let doc = grid::read(totals.name, &totals.data, &Limits::default(), &Converters::none()).unwrap();
     assert!(doc.text().contains("合计"), "the totals row is read as cells");
     let s = forms::parse_summary_table(totals.name, &doc);
-    assert!(s.rows.iter().all(|r| r.get("rank").is_some_and(|v| v.parse::<u32>().is_ok())));
+    assert!(s.rows.iter().all(|r| r.get(forms::FieldKey::Rank).is_some_and(|v| v.parse::<u32>().is_ok())));
 
     let hidden = corpus.iter().find(|c| c.name == "附件2-隐藏行列.xlsx").expect("case");
     let doc = grid::read(hidden.name, &hidden.data, &Limits::default(), &Converters::none()).unwrap();

@@ -11,7 +11,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 use super::findings::{Finding, Severity};
-use super::forms::{ApprovalForm, Kind, Materials, Photo, SummaryTable};
+use super::forms::{ApprovalForm, FieldKey, Kind, Materials, Photo, SummaryTable};
 use super::submission::{self, BadPhoto, NotTyped, Studio, StudioOnFile, Submission};
 use super::text::squash;
 
@@ -350,8 +350,8 @@ pub fn view(d: &Dossier, mail: Option<&Submission>) -> Submission {
         if let Some(f) = &ds.form {
             s.form = Some(v.forms.len());
             s.has_approval_form = true;
-            s.created = f.part.date("created").map(|d| d.iso());
-            s.members = f.part.number("members").filter(|m| *m >= 0.0).map(|m| m as u32);
+            s.created = f.part.date(FieldKey::Created).map(|d| d.iso());
+            s.members = f.part.number(FieldKey::Members).filter(|m| *m >= 0.0).map(|m| m as u32);
             v.forms.push(f.part.clone());
         } else if let Some(scan) = &ds.scan {
             s.not_typed.push(v.not_typed.len());
@@ -391,8 +391,8 @@ pub fn view(d: &Dossier, mail: Option<&Submission>) -> Submission {
     if let Some(t) = &d.summary {
         v.summaries.push(t.part.clone());
         for (r, row) in t.part.rows.iter().enumerate() {
-            let name = row.get("studio_name").unwrap_or("").trim().to_owned();
-            let leader = row.get("leader").map(str::trim);
+            let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
+            let leader = row.get(FieldKey::Leader).map(str::trim);
             let k = match v.studios.iter().position(|s| s.row.is_none() && submission::same_studio(s, &name, leader)) {
                 Some(k) => k,
                 None => {

@@ -140,10 +140,126 @@ fn is_letter_title(t: &str) -> bool {
         || (t.starts_with("关于") && (t.ends_with('函') || t.ends_with("的报告") || t.ends_with("的请示")))
 }
 
+macro_rules! field_keys {
+    ($($variant:ident = $key:literal,)+) => {
+        /// Every value the forms hold: the fields of 附件1 and the columns of 附件2 (a column
+        /// that repeats a field of 附件1 has the field's key). The key string names the value
+        /// in stored records (`Field::key`, the studio `data` JSON the digest and export read):
+        /// stable, never renamed.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum FieldKey { $($variant),+ }
+
+        impl FieldKey {
+            pub const ALL: &'static [FieldKey] = &[$(FieldKey::$variant),+];
+
+            /// The stored key, e.g. `studio_name`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(FieldKey::$variant => $key),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<FieldKey> {
+                match s { $($key => Some(FieldKey::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+field_keys! {
+    StudioName = "studio_name",
+    Created = "created",
+    Unit = "unit",
+    Leader = "leader",
+    LeaderWorkplace = "leader_workplace",
+    Gender = "gender",
+    Birth = "birth",
+    NativePlace = "native_place",
+    Ethnicity = "ethnicity",
+    Political = "political",
+    Education = "education",
+    ProfessionalTitle = "professional_title",
+    TechGrade = "tech_grade",
+    Titled = "titled",
+    WhenTitled = "when_titled",
+    Members = "members",
+    Male = "male",
+    Female = "female",
+    Party = "party",
+    AvgAge = "avg_age",
+    Phd = "phd",
+    Master = "master",
+    Bachelor = "bachelor",
+    College = "college",
+    Highschool = "highschool",
+    SeniorTechnician = "senior_technician",
+    Technician = "technician",
+    SeniorWorker = "senior_worker",
+    MidWorker = "mid_worker",
+    JuniorWorker = "junior_worker",
+    AssistantEngineer = "assistant_engineer",
+    Engineer = "engineer",
+    SeniorEngineer = "senior_engineer",
+    Researcher = "researcher",
+    Area = "area",
+    Equipment = "equipment",
+    Books = "books",
+    Funding = "funding",
+    Training = "training",
+    Achievements = "achievements",
+    Transformed = "transformed",
+    UtilityPatents = "utility_patents",
+    InventionPatents = "invention_patents",
+    Benefit = "benefit",
+    AwardsIntl = "awards_intl",
+    AwardsNational = "awards_national",
+    AwardsProvincial = "awards_provincial",
+    AwardsCity = "awards_city",
+    AwardsTotal = "awards_total",
+    Intro = "intro",
+    OpinionUnit = "opinion_unit",
+    OpinionCounty = "opinion_county",
+    OpinionCity = "opinion_city",
+    Rank = "rank",
+    Phone = "phone",
+    Projects = "projects",
+    Patents = "patents",
+}
+
+impl FieldKey {
+    /// The label as printed in the notice: 附件1's for its fields, 附件2's header for the
+    /// columns only the summary table has.
+    pub fn label(self) -> &'static str {
+        APPROVAL_FIELDS
+            .iter()
+            .find(|f| f.key == self)
+            .map(|f| f.label)
+            .or_else(|| SummaryColumn::of(self).map(|c| c.label))
+            .unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for FieldKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FieldKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        FieldKey::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown form field {s:?}")))
+    }
+}
+
 /// A value found in a form, with where it is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Field {
-    pub key: &'static str,
+    pub key: FieldKey,
     /// The label as printed in the notice.
     pub label: &'static str,
     /// `None` when the label itself was not found in the file.
@@ -159,19 +275,17 @@ impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         struct Stored {
-            key: String,
+            key: FieldKey,
             label: String,
             value: Option<String>,
             location: String,
         }
         let s = Stored::deserialize(d)?;
-        let (key, label) = APPROVAL_FIELDS
-            .iter()
-            .map(|f| (f.key, f.label))
-            .chain(SUMMARY_COLUMNS.iter().copied())
-            .find(|(k, l)| *k == s.key && *l == s.label)
-            .or_else(|| APPROVAL_FIELDS.iter().map(|f| (f.key, f.label)).chain(SUMMARY_COLUMNS.iter().copied()).find(|(k, _)| *k == s.key))
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown form field {:?}", s.key)))?;
+        // The label of the entry the reader used; a label of an older release falls back to
+        // the key's current one.
+        let labels = || APPROVAL_FIELDS.iter().map(|f| (f.key, f.label)).chain(SUMMARY_COLUMNS.iter().map(|c| (c.key, c.label)));
+        let label = labels().find(|&(k, l)| k == s.key && l == s.label).map_or_else(|| s.key.label(), |(_, l)| l);
+        let key = s.key;
         Ok(Field { key, label, value: s.value, location: s.location })
     }
 }
@@ -204,76 +318,76 @@ enum Shape {
 }
 
 struct Spec {
-    key: &'static str,
+    key: FieldKey,
     label: &'static str,
     aliases: &'static [&'static str],
     shape: Shape,
     required: Required,
 }
 
-const fn lab(key: &'static str, label: &'static str, aliases: &'static [&'static str]) -> Spec {
+const fn lab(key: FieldKey, label: &'static str, aliases: &'static [&'static str]) -> Spec {
     Spec { key, label, aliases, shape: Shape::Labelled, required: Required::Always }
 }
 
-const fn blank(key: &'static str, label: &'static str, aliases: &'static [&'static str], unit: &'static str) -> Spec {
+const fn blank(key: FieldKey, label: &'static str, aliases: &'static [&'static str], unit: &'static str) -> Spec {
     Spec { key, label, aliases, shape: Shape::Blank { unit }, required: Required::Always }
 }
 
 /// Every field of 附件1, in the order of the form.
 const APPROVAL_FIELDS: &[Spec] = &[
-    lab("studio_name", "创新工作室名称", &["工作室名称"]),
-    lab("created", "创建时间", &["成立时间", "创建日期"]),
-    lab("unit", "创新工作室所属单位名称", &["所属单位名称", "所属单位"]),
-    lab("leader", "姓名", &["负责人姓名", "带头人姓名"]),
-    lab("leader_workplace", "工作单位及职务", &["工作单位及职务职称", "工作单位"]),
-    lab("gender", "性别", &[]),
-    lab("birth", "出生年月", &["出生日期", "出生年月日"]),
-    lab("native_place", "籍贯", &[]),
-    lab("ethnicity", "民族", &[]),
-    lab("political", "政治面貌", &[]),
-    lab("education", "学历", &["文化程度"]),
-    lab("professional_title", "职称", &[]),
-    lab("tech_grade", "技术等级", &["技能等级"]),
-    lab("titled", "是否荣获过劳模和工匠称号", &["是否荣获过劳模或工匠称号", "是否荣获劳模和工匠称号"]),
-    Spec { key: "when_titled", label: "何时获何种劳模称号", aliases: &["何时获何种称号", "何时获何种劳模和工匠称号"], shape: Shape::Labelled, required: Required::WhenTitled },
-    blank("members", "共…人", &["共"], "人"),
-    blank("male", "男…人", &["其中男", "男"], "人"),
-    blank("female", "女…人", &["女"], "人"),
-    blank("party", "中共党员…人", &["中共党员", "党员"], "人"),
-    blank("avg_age", "平均年龄…岁", &["平均年龄"], "岁"),
-    blank("phd", "博士…人", &["博士"], "人"),
-    blank("master", "硕士…人", &["硕士"], "人"),
-    blank("bachelor", "本科…人", &["本科"], "人"),
-    blank("college", "大专…人", &["大专"], "人"),
-    blank("highschool", "高中（含）以下…人", &["高中(含)以下", "高中及以下", "高中以下"], "人"),
-    blank("senior_technician", "高级技师…人", &["高级技师"], "人"),
-    blank("technician", "技师…人", &["技师"], "人"),
-    blank("senior_worker", "高级工…人", &["高级工"], "人"),
-    blank("mid_worker", "中级工…人", &["中级工"], "人"),
-    blank("junior_worker", "初级工…人", &["初级工"], "人"),
-    blank("assistant_engineer", "助理工程师…人", &["助理工程师"], "人"),
-    blank("engineer", "工程师…人", &["工程师"], "人"),
-    blank("senior_engineer", "高级工程师…人", &["高级工程师"], "人"),
-    blank("researcher", "研究员…人", &["研究员"], "人"),
-    blank("area", "工作场地（所）面积…㎡", &["工作场地(所)面积", "工作场地面积", "场地面积"], "㎡"),
-    blank("equipment", "仪器设备…台（套）", &["仪器设备"], "台(套)"),
-    blank("books", "专业技术书籍资料…册", &["专业技术书籍资料", "书籍资料"], "册"),
-    blank("funding", "年均专项经费…万元", &["年均专项经费", "专项经费"], "万元"),
-    blank("training", "年均技能培训…人次", &["年均技能培训", "技能培训"], "人次"),
-    blank("achievements", "创新成果…项", &["创新成果"], "项"),
-    blank("transformed", "成果转化…项", &["成果转化"], "项"),
-    blank("utility_patents", "实用新型专利…项", &["实用新型专利"], "项"),
-    blank("invention_patents", "发明专利…项", &["发明专利"], "项"),
-    blank("benefit", "创新成果节创经济效益累计…万元", &["创新成果节创经济效益累计", "节创经济效益累计", "节创经济效益"], "万元"),
-    blank("awards_intl", "国际级…项", &["国际级"], "项"),
-    blank("awards_national", "国家级…项", &["国家级"], "项"),
-    blank("awards_provincial", "省部级…项", &["省部级"], "项"),
-    blank("awards_city", "地市级…项", &["地市级"], "项"),
-    blank("awards_total", "共计…项", &["共计"], "项"),
-    Spec { key: "intro", label: "创新工作室简介及主要先进事迹", aliases: &["简介及主要先进事迹", "工作室简介"], shape: Shape::Block, required: Required::Always },
-    Spec { key: "opinion_unit", label: "所在单位工会意见", aliases: &[], shape: Shape::Block, required: Required::Never },
-    Spec { key: "opinion_county", label: "县（市、区）总工会意见", aliases: &["县(市、区)总工会意见"], shape: Shape::Block, required: Required::Never },
-    Spec { key: "opinion_city", label: "乐山市总工会意见", aliases: &[], shape: Shape::Block, required: Required::Never },
+    lab(FieldKey::StudioName, "创新工作室名称", &["工作室名称"]),
+    lab(FieldKey::Created, "创建时间", &["成立时间", "创建日期"]),
+    lab(FieldKey::Unit, "创新工作室所属单位名称", &["所属单位名称", "所属单位"]),
+    lab(FieldKey::Leader, "姓名", &["负责人姓名", "带头人姓名"]),
+    lab(FieldKey::LeaderWorkplace, "工作单位及职务", &["工作单位及职务职称", "工作单位"]),
+    lab(FieldKey::Gender, "性别", &[]),
+    lab(FieldKey::Birth, "出生年月", &["出生日期", "出生年月日"]),
+    lab(FieldKey::NativePlace, "籍贯", &[]),
+    lab(FieldKey::Ethnicity, "民族", &[]),
+    lab(FieldKey::Political, "政治面貌", &[]),
+    lab(FieldKey::Education, "学历", &["文化程度"]),
+    lab(FieldKey::ProfessionalTitle, "职称", &[]),
+    lab(FieldKey::TechGrade, "技术等级", &["技能等级"]),
+    lab(FieldKey::Titled, "是否荣获过劳模和工匠称号", &["是否荣获过劳模或工匠称号", "是否荣获劳模和工匠称号"]),
+    Spec { key: FieldKey::WhenTitled, label: "何时获何种劳模称号", aliases: &["何时获何种称号", "何时获何种劳模和工匠称号"], shape: Shape::Labelled, required: Required::WhenTitled },
+    blank(FieldKey::Members, "共…人", &["共"], "人"),
+    blank(FieldKey::Male, "男…人", &["其中男", "男"], "人"),
+    blank(FieldKey::Female, "女…人", &["女"], "人"),
+    blank(FieldKey::Party, "中共党员…人", &["中共党员", "党员"], "人"),
+    blank(FieldKey::AvgAge, "平均年龄…岁", &["平均年龄"], "岁"),
+    blank(FieldKey::Phd, "博士…人", &["博士"], "人"),
+    blank(FieldKey::Master, "硕士…人", &["硕士"], "人"),
+    blank(FieldKey::Bachelor, "本科…人", &["本科"], "人"),
+    blank(FieldKey::College, "大专…人", &["大专"], "人"),
+    blank(FieldKey::Highschool, "高中（含）以下…人", &["高中(含)以下", "高中及以下", "高中以下"], "人"),
+    blank(FieldKey::SeniorTechnician, "高级技师…人", &["高级技师"], "人"),
+    blank(FieldKey::Technician, "技师…人", &["技师"], "人"),
+    blank(FieldKey::SeniorWorker, "高级工…人", &["高级工"], "人"),
+    blank(FieldKey::MidWorker, "中级工…人", &["中级工"], "人"),
+    blank(FieldKey::JuniorWorker, "初级工…人", &["初级工"], "人"),
+    blank(FieldKey::AssistantEngineer, "助理工程师…人", &["助理工程师"], "人"),
+    blank(FieldKey::Engineer, "工程师…人", &["工程师"], "人"),
+    blank(FieldKey::SeniorEngineer, "高级工程师…人", &["高级工程师"], "人"),
+    blank(FieldKey::Researcher, "研究员…人", &["研究员"], "人"),
+    blank(FieldKey::Area, "工作场地（所）面积…㎡", &["工作场地(所)面积", "工作场地面积", "场地面积"], "㎡"),
+    blank(FieldKey::Equipment, "仪器设备…台（套）", &["仪器设备"], "台(套)"),
+    blank(FieldKey::Books, "专业技术书籍资料…册", &["专业技术书籍资料", "书籍资料"], "册"),
+    blank(FieldKey::Funding, "年均专项经费…万元", &["年均专项经费", "专项经费"], "万元"),
+    blank(FieldKey::Training, "年均技能培训…人次", &["年均技能培训", "技能培训"], "人次"),
+    blank(FieldKey::Achievements, "创新成果…项", &["创新成果"], "项"),
+    blank(FieldKey::Transformed, "成果转化…项", &["成果转化"], "项"),
+    blank(FieldKey::UtilityPatents, "实用新型专利…项", &["实用新型专利"], "项"),
+    blank(FieldKey::InventionPatents, "发明专利…项", &["发明专利"], "项"),
+    blank(FieldKey::Benefit, "创新成果节创经济效益累计…万元", &["创新成果节创经济效益累计", "节创经济效益累计", "节创经济效益"], "万元"),
+    blank(FieldKey::AwardsIntl, "国际级…项", &["国际级"], "项"),
+    blank(FieldKey::AwardsNational, "国家级…项", &["国家级"], "项"),
+    blank(FieldKey::AwardsProvincial, "省部级…项", &["省部级"], "项"),
+    blank(FieldKey::AwardsCity, "地市级…项", &["地市级"], "项"),
+    blank(FieldKey::AwardsTotal, "共计…项", &["共计"], "项"),
+    Spec { key: FieldKey::Intro, label: "创新工作室简介及主要先进事迹", aliases: &["简介及主要先进事迹", "工作室简介"], shape: Shape::Block, required: Required::Always },
+    Spec { key: FieldKey::OpinionUnit, label: "所在单位工会意见", aliases: &[], shape: Shape::Block, required: Required::Never },
+    Spec { key: FieldKey::OpinionCounty, label: "县（市、区）总工会意见", aliases: &["县(市、区)总工会意见"], shape: Shape::Block, required: Required::Never },
+    Spec { key: FieldKey::OpinionCity, label: "乐山市总工会意见", aliases: &[], shape: Shape::Block, required: Required::Never },
 ];
 
 /// Labels of the form that head a block and are never values.
@@ -283,7 +397,7 @@ const SECTION_LABELS: &[&str] = &[
     "创新工作室获奖情况",
 ];
 
-pub fn required(key: &str) -> Required {
+pub fn required(key: FieldKey) -> Required {
     APPROVAL_FIELDS.iter().find(|s| s.key == key).map(|s| s.required).unwrap_or(Required::Always)
 }
 
@@ -298,30 +412,30 @@ pub struct ApprovalForm {
 }
 
 impl ApprovalForm {
-    pub fn field(&self, key: &str) -> Option<&Field> {
+    pub fn field(&self, key: FieldKey) -> Option<&Field> {
         self.fields.iter().find(|f| f.key == key)
     }
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: FieldKey) -> Option<&str> {
         self.field(key).and_then(Field::filled)
     }
-    pub fn number(&self, key: &str) -> Option<f64> {
+    pub fn number(&self, key: FieldKey) -> Option<f64> {
         self.get(key).and_then(text::parse_number)
     }
-    pub fn date(&self, key: &str) -> Option<PartialDate> {
+    pub fn date(&self, key: FieldKey) -> Option<PartialDate> {
         self.get(key).and_then(text::parse_date)
     }
-    pub fn location(&self, key: &str) -> String {
+    pub fn location(&self, key: FieldKey) -> String {
         self.field(key).map(|f| f.location.clone()).unwrap_or_default()
     }
     pub fn studio_name(&self) -> Option<&str> {
-        self.get("studio_name")
+        self.get(FieldKey::StudioName)
     }
     pub fn leader(&self) -> Option<&str> {
-        self.get("leader")
+        self.get(FieldKey::Leader)
     }
     /// 否 in 是否荣获过劳模和工匠称号.
     pub fn leader_untitled(&self) -> bool {
-        self.get("titled").is_some_and(|v| {
+        self.get(FieldKey::Titled).is_some_and(|v| {
             let v = squash(v);
             v.starts_with('否') || v == "无" || v.starts_with("没有") || v.eq_ignore_ascii_case("no")
         })
@@ -663,57 +777,108 @@ fn segments(s: &str) -> Vec<&str> {
     out
 }
 
+/// Where the consolidated table takes a column's value when the studio's 附件2 row lacks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromApproval {
+    /// 附件1 has no such field (序号, 联系电话, 创新课题).
+    Nothing,
+    /// The 附件1 field of the same key.
+    Same,
+    /// The sum of these 附件1 counts, with how to say so (专利数 = 实用新型 + 发明专利).
+    Sum(&'static [FieldKey], &'static str),
+}
+
+/// One column of 附件2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryColumn {
+    pub key: FieldKey,
+    /// The header as printed in the notice.
+    pub label: &'static str,
+    /// A count or amount: written as a number in the consolidated table and compared with
+    /// 附件1 as a number.
+    pub numeric: bool,
+    pub from_approval: FromApproval,
+}
+
+const fn column(key: FieldKey, label: &'static str, numeric: bool, from_approval: FromApproval) -> SummaryColumn {
+    SummaryColumn { key, label, numeric, from_approval }
+}
+
 /// Columns of 附件2, in the notice's order.
-pub const SUMMARY_COLUMNS: &[(&str, &str)] = &[
-    ("rank", "序号"),
-    ("unit", "创新工作室所属单位名称"),
-    ("studio_name", "创新工作室名称"),
-    ("created", "创建时间"),
-    ("leader", "姓名"),
-    ("leader_workplace", "工作单位及职务"),
-    ("titled", "是否荣获各级各类劳动模范(先进工作者)、工匠称号"),
-    ("phone", "联系电话"),
-    ("members", "创新工作室成员人数（人）"),
-    ("area", "工作场地面积（㎡）"),
-    ("equipment", "仪器设备（台/套）"),
-    ("funding", "年均专项经费（万元）"),
-    ("projects", "创新课题或攻关项目累计（项）"),
-    ("achievements", "创新成果数累计（项）"),
-    ("patents", "专利数累计（项）"),
-    ("benefit", "创新成果转化应用节创经济效益累计（万元）"),
+pub const SUMMARY_COLUMNS: &[SummaryColumn] = &[
+    column(FieldKey::Rank, "序号", true, FromApproval::Nothing),
+    column(FieldKey::Unit, "创新工作室所属单位名称", false, FromApproval::Same),
+    column(FieldKey::StudioName, "创新工作室名称", false, FromApproval::Same),
+    column(FieldKey::Created, "创建时间", false, FromApproval::Same),
+    column(FieldKey::Leader, "姓名", false, FromApproval::Same),
+    column(FieldKey::LeaderWorkplace, "工作单位及职务", false, FromApproval::Same),
+    column(FieldKey::Titled, "是否荣获各级各类劳动模范(先进工作者)、工匠称号", false, FromApproval::Same),
+    column(FieldKey::Phone, "联系电话", false, FromApproval::Nothing),
+    column(FieldKey::Members, "创新工作室成员人数（人）", true, FromApproval::Same),
+    column(FieldKey::Area, "工作场地面积（㎡）", true, FromApproval::Same),
+    column(FieldKey::Equipment, "仪器设备（台/套）", true, FromApproval::Same),
+    column(FieldKey::Funding, "年均专项经费（万元）", true, FromApproval::Same),
+    column(FieldKey::Projects, "创新课题或攻关项目累计（项）", true, FromApproval::Nothing),
+    column(FieldKey::Achievements, "创新成果数累计（项）", true, FromApproval::Same),
+    column(FieldKey::Patents, "专利数累计（项）", true, FromApproval::Sum(&[FieldKey::UtilityPatents, FieldKey::InventionPatents], "实用新型+发明专利")),
+    column(FieldKey::Benefit, "创新成果转化应用节创经济效益累计（万元）", true, FromApproval::Same),
 ];
+
+impl SummaryColumn {
+    pub fn of(key: FieldKey) -> Option<&'static SummaryColumn> {
+        SUMMARY_COLUMNS.iter().find(|c| c.key == key)
+    }
+
+    /// What 附件1 says for this column, as the text the table would hold.
+    pub fn from_form(&self, form: &ApprovalForm) -> Option<String> {
+        match self.from_approval {
+            FromApproval::Nothing => None,
+            FromApproval::Same => form.get(self.key).map(str::to_owned),
+            FromApproval::Sum(..) => self.form_number(form).map(text::fmt_number),
+        }
+    }
+
+    /// What 附件1 says for this column as a number (`None` when a part is missing).
+    pub fn form_number(&self, form: &ApprovalForm) -> Option<f64> {
+        match self.from_approval {
+            FromApproval::Nothing => None,
+            FromApproval::Same => form.number(self.key),
+            FromApproval::Sum(parts, _) => parts.iter().map(|&k| form.number(k)).sum(),
+        }
+    }
+}
 
 /// Which column a header text names. Most specific first: 经济效益 before 创新成果, 所属单位
 /// before 工作室名称.
-fn summary_column(header: &str) -> Option<&'static str> {
+fn summary_column(header: &str) -> Option<FieldKey> {
     let h = squash(header);
-    let rules: &[(&str, &[&str])] = &[
-        ("rank", &["序号", "排序", "排名"]),
-        ("benefit", &["经济效益", "节创"]),
-        ("unit", &["所属单位"]),
-        ("studio_name", &["工作室名称", "名称"]),
-        ("created", &["创建时间", "成立时间"]),
-        ("titled", &["是否荣获", "劳动模范", "称号"]),
-        ("leader_workplace", &["工作单位", "职务"]),
-        ("leader", &["姓名"]),
-        ("phone", &["电话", "手机"]),
-        ("members", &["成员人数", "人数"]),
-        ("area", &["面积"]),
-        ("equipment", &["仪器设备", "设备"]),
-        ("funding", &["经费"]),
-        ("projects", &["课题", "攻关项目"]),
-        ("achievements", &["成果数", "创新成果"]),
-        ("patents", &["专利"]),
+    let rules: &[(FieldKey, &[&str])] = &[
+        (FieldKey::Rank, &["序号", "排序", "排名"]),
+        (FieldKey::Benefit, &["经济效益", "节创"]),
+        (FieldKey::Unit, &["所属单位"]),
+        (FieldKey::StudioName, &["工作室名称", "名称"]),
+        (FieldKey::Created, &["创建时间", "成立时间"]),
+        (FieldKey::Titled, &["是否荣获", "劳动模范", "称号"]),
+        (FieldKey::LeaderWorkplace, &["工作单位", "职务"]),
+        (FieldKey::Leader, &["姓名"]),
+        (FieldKey::Phone, &["电话", "手机"]),
+        (FieldKey::Members, &["成员人数", "人数"]),
+        (FieldKey::Area, &["面积"]),
+        (FieldKey::Equipment, &["仪器设备", "设备"]),
+        (FieldKey::Funding, &["经费"]),
+        (FieldKey::Projects, &["课题", "攻关项目"]),
+        (FieldKey::Achievements, &["成果数", "创新成果"]),
+        (FieldKey::Patents, &["专利"]),
     ];
     rules.iter().find(|(_, keys)| keys.iter().any(|k| h.contains(k))).map(|(k, _)| *k)
 }
 
-pub fn summary_column_label(key: &str) -> &'static str {
-    SUMMARY_COLUMNS.iter().find(|(k, _)| *k == key).map(|(_, l)| *l).unwrap_or("")
+pub fn summary_column_label(key: FieldKey) -> &'static str {
+    SummaryColumn::of(key).map_or("", |c| c.label)
 }
 
 /// The header of 附件2 in a table: (first header row, last header row, column of each key).
-fn summary_header(t: &Table) -> Option<(usize, usize, Vec<(&'static str, usize)>)> {
+fn summary_header(t: &Table) -> Option<(usize, usize, Vec<(FieldKey, usize)>)> {
     for (r, row) in t.rows.iter().enumerate().take(40) {
         let squashed: Vec<String> = row.iter().map(|c| squash(c)).collect();
         let has_rank = squashed.iter().any(|c| c == "序号" || c == "排序");
@@ -729,7 +894,7 @@ fn summary_header(t: &Table) -> Option<(usize, usize, Vec<(&'static str, usize)>
             })
         });
         let last = if second.is_some() { r + 1 } else { r };
-        let mut columns: Vec<(&'static str, usize)> = Vec::new();
+        let mut columns: Vec<(FieldKey, usize)> = Vec::new();
         for c in 0..row.len() {
             let lower = second.and_then(|s| s.get(c)).map(String::as_str).unwrap_or("");
             let upper = &row[c];
@@ -766,7 +931,7 @@ enum RowKind {
 const TOTAL_WORDS: &[&str] = &["合计", "总计", "小计", "共计", "总数", "汇总", "累计"];
 
 /// Columns that say which studio a row is; a row with none of them is not a studio.
-const IDENTITY_COLUMNS: &[&str] = &["unit", "studio_name", "created", "leader", "leader_workplace", "titled", "phone"];
+const IDENTITY_COLUMNS: &[FieldKey] = &[FieldKey::Unit, FieldKey::StudioName, FieldKey::Created, FieldKey::Leader, FieldKey::LeaderWorkplace, FieldKey::Titled, FieldKey::Phone];
 
 /// `3`, `(3)`, `（3）`, `3.`, `③` → 3.
 fn column_number(cell: &str) -> Option<u32> {
@@ -782,13 +947,13 @@ fn column_number(cell: &str) -> Option<u32> {
     None
 }
 
-fn row_kind(row: &[String], columns: &[(&'static str, usize)]) -> RowKind {
+fn row_kind(row: &[String], columns: &[(FieldKey, usize)]) -> RowKind {
     let squashed: Vec<String> = row.iter().map(|c| squash(c)).collect();
     let filled: Vec<&str> = squashed.iter().map(String::as_str).filter(|c| text::is_filled(c)).collect();
     if filled.is_empty() {
         return RowKind::Studio;
     }
-    let at = |key: &str| -> &str {
+    let at = |key: FieldKey| -> &str {
         columns.iter().find(|(k, _)| *k == key).and_then(|&(_, c)| squashed.get(c)).map_or("", String::as_str)
     };
     // Distinct values in reading order (a merged cell repeats its value).
@@ -806,7 +971,7 @@ fn row_kind(row: &[String], columns: &[(&'static str, usize)]) -> RowKind {
     }
     // 合计 in the first cell or in a column that names a studio.
     let opens_total = |c: &str| TOTAL_WORDS.iter().any(|w| c.starts_with(w)) && c.chars().count() <= 16;
-    if opens_total(distinct[0]) || ["rank", "unit", "studio_name", "leader"].iter().any(|k| opens_total(at(k))) {
+    if opens_total(distinct[0]) || [FieldKey::Rank, FieldKey::Unit, FieldKey::StudioName, FieldKey::Leader].iter().any(|&k| opens_total(at(k))) {
         return RowKind::Totals;
     }
     // 1 2 3 … under the header: every value a small number, each one more than the last.
@@ -815,7 +980,7 @@ fn row_kind(row: &[String], columns: &[(&'static str, usize)]) -> RowKind {
         return RowKind::Numbering;
     }
     // The header again: 序号 in the rank column, or most named columns holding their own name.
-    let rank = at("rank");
+    let rank = at(FieldKey::Rank);
     let own_names = columns.iter().filter(|&&(k, c)| squashed.get(c).is_some_and(|v| !v.is_empty() && summary_column(v) == Some(k))).count();
     let named = columns.iter().filter(|&&(_, c)| squashed.get(c).is_some_and(|v| !v.is_empty())).count();
     if matches!(rank, "序号" | "排序" | "排名") || (own_names >= 3 && own_names * 5 >= named * 3 && column_number(rank).is_none()) {
@@ -823,7 +988,7 @@ fn row_kind(row: &[String], columns: &[(&'static str, usize)]) -> RowKind {
     }
     // Numbers without a studio and without a 序号 of their own: sums (formulas) under the
     // studios, their label lost or in a column that is not one of the notice's.
-    let identity = IDENTITY_COLUMNS.iter().any(|k| text::is_filled(at(k)));
+    let identity = IDENTITY_COLUMNS.iter().any(|&k| text::is_filled(at(k)));
     if !identity && column_number(rank).is_none() {
         return RowKind::Totals;
     }
@@ -838,10 +1003,10 @@ pub struct SummaryRow {
 }
 
 impl SummaryRow {
-    pub fn cell(&self, key: &str) -> Option<&Field> {
+    pub fn cell(&self, key: FieldKey) -> Option<&Field> {
         self.cells.iter().find(|f| f.key == key)
     }
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: FieldKey) -> Option<&str> {
         self.cell(key).and_then(Field::filled)
     }
 }
@@ -907,7 +1072,7 @@ pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
                             .collect();
                         // A studio row has something besides 序号 (the template's blank rows
                         // sometimes carry pre-printed numbers).
-                        let content = cells.iter().any(|f| f.key != "rank" && f.filled().is_some());
+                        let content = cells.iter().any(|f| f.key != FieldKey::Rank && f.filled().is_some());
                         if content {
                             out.rows.push(SummaryRow { row_label: t.cell_ref(r, 0), cells });
                         }
@@ -1017,6 +1182,47 @@ pub fn is_image(format: Format) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_field_key_names_one_entry_of_the_forms_and_reads_back() {
+        let mut seen = std::collections::HashSet::new();
+        for &key in FieldKey::ALL {
+            assert!(seen.insert(key.as_str()), "{key} twice");
+            assert_eq!(FieldKey::parse(key.as_str()), Some(key));
+            let in_form = APPROVAL_FIELDS.iter().filter(|f| f.key == key).count();
+            let in_table = SUMMARY_COLUMNS.iter().filter(|c| c.key == key).count();
+            assert!(in_form <= 1 && in_table <= 1 && in_form + in_table >= 1, "{key}: {in_form} fields, {in_table} columns");
+            assert!(!key.label().is_empty());
+        }
+        assert_eq!(FieldKey::parse("Studio_Name"), None);
+        // A column filled from 附件1 names fields 附件1 has.
+        for c in SUMMARY_COLUMNS {
+            let sources: &[FieldKey] = match c.from_approval {
+                FromApproval::Nothing => &[],
+                FromApproval::Same => std::slice::from_ref(&c.key),
+                FromApproval::Sum(parts, _) => parts,
+            };
+            for k in sources {
+                assert!(APPROVAL_FIELDS.iter().any(|f| f.key == *k), "{} from {k}", c.key);
+            }
+        }
+    }
+
+    #[test]
+    fn stored_fields_keep_their_key_strings() {
+        // As a record of an earlier release holds it: the key string and the label then used.
+        let stored = r#"{"key":"members","label":"共…人","value":"8","location":"表格1 第9行第1列"}"#;
+        let f: Field = serde_json::from_str(stored).unwrap();
+        assert_eq!((f.key, f.label, f.value.as_deref()), (FieldKey::Members, "共…人", Some("8")));
+        assert_eq!(serde_json::to_string(&f).unwrap(), stored);
+        // The summary column of the same key keeps the column's label.
+        let column = r#"{"key":"members","label":"创新工作室成员人数（人）","value":"8","location":"C5"}"#;
+        assert_eq!(serde_json::from_str::<Field>(column).unwrap().label, "创新工作室成员人数（人）");
+        // A label no entry has any more: the key's own.
+        let old = r#"{"key":"phone","label":"电话","value":null,"location":""}"#;
+        assert_eq!(serde_json::from_str::<Field>(old).unwrap().label, "联系电话");
+        assert!(serde_json::from_str::<Field>(r#"{"key":"salary","label":"","value":null,"location":""}"#).is_err());
+    }
+
     fn table(rows: &[&[&str]]) -> Document {
         Document {
             format: Format::Docx,
@@ -1039,25 +1245,25 @@ mod tests {
             &["姓名", "张三", "工作单位及\n职务", "甲公司 班长", ""],
         ]);
         let f = parse_approval_form("a.docx", &doc);
-        assert_eq!(f.get("studio_name"), Some("甲公司张三劳模和工匠人才创新工作室"));
-        assert_eq!(f.get("created"), Some("2016.5"));
-        assert_eq!(f.number("members"), Some(8.0));
-        assert_eq!(f.number("female"), Some(2.0));
-        assert_eq!(f.number("avg_age"), Some(38.0));
-        assert_eq!(f.number("senior_worker"), Some(3.0));
-        assert_eq!(f.number("engineer"), Some(1.0));
-        assert_eq!(f.number("senior_engineer"), Some(0.0));
-        assert_eq!(f.get("leader_workplace"), Some("甲公司 班长"));
-        assert_eq!(f.location("leader"), "表格1 第4行第2列");
+        assert_eq!(f.get(FieldKey::StudioName), Some("甲公司张三劳模和工匠人才创新工作室"));
+        assert_eq!(f.get(FieldKey::Created), Some("2016.5"));
+        assert_eq!(f.number(FieldKey::Members), Some(8.0));
+        assert_eq!(f.number(FieldKey::Female), Some(2.0));
+        assert_eq!(f.number(FieldKey::AvgAge), Some(38.0));
+        assert_eq!(f.number(FieldKey::SeniorWorker), Some(3.0));
+        assert_eq!(f.number(FieldKey::Engineer), Some(1.0));
+        assert_eq!(f.number(FieldKey::SeniorEngineer), Some(0.0));
+        assert_eq!(f.get(FieldKey::LeaderWorkplace), Some("甲公司 班长"));
+        assert_eq!(f.location(FieldKey::Leader), "表格1 第4行第2列");
         // Labels that are not on this small table are reported as not found.
-        assert_eq!(f.field("native_place").unwrap().value, None);
+        assert_eq!(f.field(FieldKey::NativePlace).unwrap().value, None);
     }
 
     #[test]
     fn empty_blanks_are_found_but_empty() {
         let doc = table(&[&["创新工作室基本情况", "共    人。其中男    人，女    人，中共党员    人。平均年龄     岁。"]]);
         let f = parse_approval_form("a.docx", &doc);
-        let members = f.field("members").unwrap();
+        let members = f.field(FieldKey::Members).unwrap();
         assert_eq!(members.value.as_deref(), Some(""));
         assert!(members.filled().is_none());
     }
@@ -1066,8 +1272,8 @@ mod tests {
     fn value_after_colon_in_the_same_cell() {
         let doc = table(&[&["姓名：李四", "性别：女"]]);
         let f = parse_approval_form("a.xlsx", &doc);
-        assert_eq!(f.get("leader"), Some("李四"));
-        assert_eq!(f.get("gender"), Some("女"));
+        assert_eq!(f.get(FieldKey::Leader), Some("李四"));
+        assert_eq!(f.get(FieldKey::Gender), Some("女"));
     }
 
     #[test]
@@ -1086,9 +1292,9 @@ mod tests {
         assert_eq!(s.recommending_unit.as_deref(), Some("犍为县总工会"));
         assert_eq!(s.filler.as_deref(), Some("李华"));
         assert_eq!(s.rows.len(), 1);
-        assert_eq!(s.rows[0].get("leader"), Some("张三"));
-        assert_eq!(s.rows[0].get("members"), Some("8"));
-        assert_eq!(s.rows[0].get("rank"), Some("1"));
+        assert_eq!(s.rows[0].get(FieldKey::Leader), Some("张三"));
+        assert_eq!(s.rows[0].get(FieldKey::Members), Some("8"));
+        assert_eq!(s.rows[0].get(FieldKey::Rank), Some("1"));
     }
 
     #[test]
@@ -1120,13 +1326,13 @@ mod tests {
             pictures: Vec::new(),
         };
         let s = parse_summary_table("b.docx", &doc);
-        let names: Vec<&str> = s.rows.iter().map(|r| r.get("studio_name").unwrap_or("")).collect();
+        let names: Vec<&str> = s.rows.iter().map(|r| r.get(FieldKey::StudioName).unwrap_or("")).collect();
         assert_eq!(names, ["甲公司张三劳模和工匠人才创新工作室", "甲公司李四劳模和工匠人才创新工作室"]);
-        assert_eq!(s.rows[1].get("leader"), Some("李\u{3000}四"));
+        assert_eq!(s.rows[1].get(FieldKey::Leader), Some("李\u{3000}四"));
         assert_eq!(s.rows[1].row_label, "第7行第1列");
         // Column numbers are not a header nor a studio; ①… and (1)… too.
         let n = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-        let cols: Vec<(&'static str, usize)> = vec![("rank", 0), ("unit", 1), ("studio_name", 2), ("leader", 3)];
+        let cols: Vec<(FieldKey, usize)> = vec![(FieldKey::Rank, 0), (FieldKey::Unit, 1), (FieldKey::StudioName, 2), (FieldKey::Leader, 3)];
         assert_eq!(row_kind(&n(&["①", "②", "③", "④"]), &cols), RowKind::Numbering);
         assert_eq!(row_kind(&n(&["(1)", "(2)", "(3)", "(4)"]), &cols), RowKind::Numbering);
         assert_eq!(row_kind(&n(&["1", "甲公司", "甲公司张三劳模和工匠人才创新工作室", "张三"]), &cols), RowKind::Studio);
@@ -1136,12 +1342,12 @@ mod tests {
 
     #[test]
     fn summary_columns_by_meaning() {
-        assert_eq!(summary_column("创新成果转化应用节创经济效益累计（万元）"), Some("benefit"));
-        assert_eq!(summary_column("创新成果数累计（项）"), Some("achievements"));
-        assert_eq!(summary_column("创新工作室所属单位名称"), Some("unit"));
-        assert_eq!(summary_column("创新工作室名称"), Some("studio_name"));
-        assert_eq!(summary_column("是否荣获各级各类劳动模范(先进工作者)、工匠称号，若是，请注明何年获何种劳动模范称号"), Some("titled"));
-        assert_eq!(summary_column("工作场地面积（㎡）"), Some("area"));
+        assert_eq!(summary_column("创新成果转化应用节创经济效益累计（万元）"), Some(FieldKey::Benefit));
+        assert_eq!(summary_column("创新成果数累计（项）"), Some(FieldKey::Achievements));
+        assert_eq!(summary_column("创新工作室所属单位名称"), Some(FieldKey::Unit));
+        assert_eq!(summary_column("创新工作室名称"), Some(FieldKey::StudioName));
+        assert_eq!(summary_column("是否荣获各级各类劳动模范(先进工作者)、工匠称号，若是，请注明何年获何种劳动模范称号"), Some(FieldKey::Titled));
+        assert_eq!(summary_column("工作场地面积（㎡）"), Some(FieldKey::Area));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
 
 use super::findings::{Code, Finding};
-use super::forms::{self, ApprovalForm, Kind, Required, SummaryRow, SummaryTable};
+use super::forms::{self, ApprovalForm, FieldKey, FromApproval, Kind, Required, SummaryRow, SummaryTable, SUMMARY_COLUMNS};
 use super::submission::{Studio, Submission};
 use super::text::{self, fmt_number, squash};
 use super::policy::{Policy, RuleSettings};
@@ -311,18 +311,18 @@ fn submission_rules(sub: &Submission, ctx: &RuleContext, out: &mut Vec<Finding>)
 }
 
 /// Fields of 附件1 that hold counts (a negative or non-numeric value is implausible).
-const COUNT_FIELDS: &[&str] = &[
-    "members", "male", "female", "party", "phd", "master", "bachelor", "college", "highschool",
-    "senior_technician", "technician", "senior_worker", "mid_worker", "junior_worker", "assistant_engineer",
-    "engineer", "senior_engineer", "researcher", "area", "equipment", "books", "funding", "training",
-    "achievements", "transformed", "utility_patents", "invention_patents", "benefit", "awards_intl",
-    "awards_national", "awards_provincial", "awards_city", "awards_total", "avg_age",
+const COUNT_FIELDS: &[FieldKey] = &[
+    FieldKey::Members, FieldKey::Male, FieldKey::Female, FieldKey::Party, FieldKey::Phd, FieldKey::Master, FieldKey::Bachelor, FieldKey::College, FieldKey::Highschool,
+    FieldKey::SeniorTechnician, FieldKey::Technician, FieldKey::SeniorWorker, FieldKey::MidWorker, FieldKey::JuniorWorker, FieldKey::AssistantEngineer,
+    FieldKey::Engineer, FieldKey::SeniorEngineer, FieldKey::Researcher, FieldKey::Area, FieldKey::Equipment, FieldKey::Books, FieldKey::Funding, FieldKey::Training,
+    FieldKey::Achievements, FieldKey::Transformed, FieldKey::UtilityPatents, FieldKey::InventionPatents, FieldKey::Benefit, FieldKey::AwardsIntl,
+    FieldKey::AwardsNational, FieldKey::AwardsProvincial, FieldKey::AwardsCity, FieldKey::AwardsTotal, FieldKey::AvgAge,
 ];
 
 fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, out: &mut Vec<Finding>) {
     let rules = &ctx.policy.rules;
     let name = Some(studio.name.as_str());
-    let base = |code: Code, key: &str| Finding::new(code).studio(name).file(&form.file).at(location(form, key));
+    let base = |code: Code, key: FieldKey| Finding::new(code).studio(name).file(&form.file).at(location(form, key));
 
     // form.field_missing: every field, each its own finding.
     for field in &form.fields {
@@ -377,7 +377,7 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
                 why.push(format!("应含带头人姓名“{}”", form.leader().unwrap_or_default().trim()));
             }
             out.push(
-                base(Code::FormNameFormat, "studio_name")
+                base(Code::FormNameFormat, FieldKey::StudioName)
                     .found(n.trim().to_owned())
                     .expected(format!("单位+劳模姓名+{NAME_SUFFIX}"))
                     .says(format!(
@@ -389,10 +389,10 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
         }
     }
 
-    if let Some(members) = form.number("members") {
+    if let Some(members) = form.number(FieldKey::Members) {
         if members < rules.min_members as f64 {
             out.push(
-                base(Code::FormTeamTooSmall, "members")
+                base(Code::FormTeamTooSmall, FieldKey::Members)
                     .found(fmt_number(members))
                     .expected(format!(">= {}", rules.min_members))
                     .says(format!(
@@ -402,32 +402,32 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
                     )),
             );
         }
-        let sum = |keys: &[&str]| -> Option<f64> { keys.iter().map(|k| form.number(k)).sum() };
-        if let Some(mf) = sum(&["male", "female"])
+        let sum = |keys: &[FieldKey]| -> Option<f64> { keys.iter().map(|&k| form.number(k)).sum() };
+        if let Some(mf) = sum(&[FieldKey::Male, FieldKey::Female])
             && mf != members
         {
             out.push(
-                base(Code::FormMemberSums, "male")
+                base(Code::FormMemberSums, FieldKey::Male)
                     .found(format!("男+女 = {}", fmt_number(mf)))
                     .expected(format!("= 共 {} 人", fmt_number(members)))
                     .says(format!("男女人数之和（{}）与总人数（{}）不一致。", fmt_number(mf), fmt_number(members))),
             );
         }
-        if let Some(edu) = sum(&["phd", "master", "bachelor", "college", "highschool"])
+        if let Some(edu) = sum(&[FieldKey::Phd, FieldKey::Master, FieldKey::Bachelor, FieldKey::College, FieldKey::Highschool])
             && edu != members
         {
             out.push(
-                base(Code::FormMemberSums, "phd")
+                base(Code::FormMemberSums, FieldKey::Phd)
                     .found(format!("博士+硕士+本科+大专+高中（含）以下 = {}", fmt_number(edu)))
                     .expected(format!("= 共 {} 人", fmt_number(members)))
                     .says(format!("各学历人数之和（{}）与总人数（{}）不一致。", fmt_number(edu), fmt_number(members))),
             );
         }
-        if let Some(party) = form.number("party")
+        if let Some(party) = form.number(FieldKey::Party)
             && party > members
         {
             out.push(
-                base(Code::FormImplausibleValue, "party")
+                base(Code::FormImplausibleValue, FieldKey::Party)
                     .found(fmt_number(party))
                     .expected(format!("<= 共 {} 人", fmt_number(members)))
                     .says(format!("中共党员人数（{}）多于总人数（{}）。", fmt_number(party), fmt_number(members))),
@@ -435,21 +435,21 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
         }
     }
 
-    if let Some(created) = form.date("created") {
+    if let Some(created) = form.date(FieldKey::Created) {
         let deadline = ctx.policy.deadline.date_naive();
         let latest = deadline
             .with_year(deadline.year() - rules.min_years_running as i32)
             .unwrap_or(deadline);
         if created.earliest() > deadline {
             out.push(
-                base(Code::FormImplausibleValue, "created")
+                base(Code::FormImplausibleValue, FieldKey::Created)
                     .found(created.to_string())
                     .expected(format!("不晚于{}", deadline))
                     .says(format!("创建时间{created}晚于申报截止日期，请核对。")),
             );
         } else if created.earliest() > latest {
             out.push(
-                base(Code::FormTooYoung, "created")
+                base(Code::FormTooYoung, FieldKey::Created)
                     .found(created.to_string())
                     .expected(format!("不晚于{}", latest.format("%Y年%m月%d日")))
                     .says(format!(
@@ -459,21 +459,21 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
                     )),
             );
         }
-    } else if let Some(raw) = form.get("created") {
+    } else if let Some(raw) = form.get(FieldKey::Created) {
         out.push(
-            base(Code::FormImplausibleValue, "created")
+            base(Code::FormImplausibleValue, FieldKey::Created)
                 .found(raw.to_owned())
                 .expected("日期，如 2016年5月")
                 .says(format!("创建时间“{raw}”不是可识别的日期，请写成“2016年5月”的形式。")),
         );
     }
 
-    if let Some(birth) = form.date("birth") {
+    if let Some(birth) = form.date(FieldKey::Birth) {
         let deadline = ctx.policy.deadline.date_naive();
         let age = deadline.year() - birth.year;
         if !(16..=80).contains(&age) {
             out.push(
-                base(Code::FormImplausibleValue, "birth")
+                base(Code::FormImplausibleValue, FieldKey::Birth)
                     .found(birth.to_string())
                     .expected("带头人年龄在16至80岁之间")
                     .says(format!("带头人出生年月{birth}不合常理（按此计算年龄为{age}岁），请核对。")),
@@ -481,30 +481,30 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
         }
     }
 
-    if let Some(age) = form.number("avg_age")
+    if let Some(age) = form.number(FieldKey::AvgAge)
         && !(rules.min_average_age..=rules.max_average_age).contains(&age)
     {
         out.push(
-            base(Code::FormImplausibleValue, "avg_age")
+            base(Code::FormImplausibleValue, FieldKey::AvgAge)
                 .found(fmt_number(age))
                 .expected(format!("{}–{} 岁", fmt_number(rules.min_average_age), fmt_number(rules.max_average_age)))
                 .says(format!("平均年龄{}岁不合常理，请核对。", fmt_number(age))),
         );
     }
 
-    let awards: Option<f64> = ["awards_intl", "awards_national", "awards_provincial", "awards_city"].iter().map(|k| form.number(k)).sum();
-    if let (Some(parts), Some(total)) = (awards, form.number("awards_total"))
+    let awards: Option<f64> = [FieldKey::AwardsIntl, FieldKey::AwardsNational, FieldKey::AwardsProvincial, FieldKey::AwardsCity].iter().map(|&k| form.number(k)).sum();
+    if let (Some(parts), Some(total)) = (awards, form.number(FieldKey::AwardsTotal))
         && parts != total
     {
         out.push(
-            base(Code::FormAwardSums, "awards_total")
+            base(Code::FormAwardSums, FieldKey::AwardsTotal)
                 .found(format!("国际级+国家级+省部级+地市级 = {}", fmt_number(parts)))
                 .expected(format!("= 共计 {}", fmt_number(total)))
                 .says(format!("获奖项数之和（{}）与“共计”（{}）不一致。", fmt_number(parts), fmt_number(total))),
         );
     }
 
-    for (key, what) in [("area", "工作场地面积"), ("equipment", "仪器设备"), ("funding", "年均专项经费")] {
+    for (key, what) in [(FieldKey::Area, "工作场地面积"), (FieldKey::Equipment, "仪器设备"), (FieldKey::Funding, "年均专项经费")] {
         if form.number(key) == Some(0.0) {
             out.push(
                 base(Code::FormNoFacilities, key)
@@ -515,22 +515,22 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
         }
     }
 
-    if let Some(a) = form.number("achievements")
+    if let Some(a) = form.number(FieldKey::Achievements)
         && a < 1.0
     {
         out.push(
-            base(Code::FormNoAchievement, "achievements")
+            base(Code::FormNoAchievement, FieldKey::Achievements)
                 .found(fmt_number(a))
                 .expected(">= 1")
                 .says("创新成果为0项。申报条件要求至少完成1项得到认可的创新成果。"),
         );
     }
 
-    if let Some(intro) = form.get("intro") {
+    if let Some(intro) = form.get(FieldKey::Intro) {
         let n = text::count_chars(intro);
         if n > rules.intro_max_chars {
             out.push(
-                base(Code::FormIntroTooLong, "intro")
+                base(Code::FormIntroTooLong, FieldKey::Intro)
                     .found(format!("{n}字"))
                     .expected(format!("不超过{}字", rules.intro_max_chars))
                     .says(format!("工作室简介及主要先进事迹共{n}字，要求{}字以内，请精简。", rules.intro_max_chars)),
@@ -540,18 +540,18 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
 
     if form.leader_untitled() {
         out.push(
-            base(Code::FormLeaderNotTitled, "titled")
-                .found(form.get("titled").unwrap_or("否").trim().to_owned())
+            base(Code::FormLeaderNotTitled, FieldKey::Titled)
+                .found(form.get(FieldKey::Titled).unwrap_or("否").trim().to_owned())
                 .expected("是（带头人为劳模或工匠人才）")
                 .says("带头人未荣获过劳模和工匠称号；申报条件要求以劳模或工匠人才为带头人，请工作人员留意。"),
         );
     }
 }
 
-fn location(form: &ApprovalForm, key: &str) -> String {
+fn location(form: &ApprovalForm, key: FieldKey) -> String {
     match form.field(key) {
         Some(f) => format!("{} ‘{}’", f.location, f.label.replace('…', " ")),
-        None => key.to_owned(),
+        None => format!("‘{}’", key.label().replace('…', " ")),
     }
 }
 
@@ -585,7 +585,7 @@ fn summary_rules(table: &SummaryTable, sub: &Submission, out: &mut Vec<Finding>)
     }
     // Columns the table lacks altogether: once per column, not once per row.
     if let Some(first) = table.rows.first() {
-        for (key, label) in forms::SUMMARY_COLUMNS {
+        for &forms::SummaryColumn { key, label, .. } in SUMMARY_COLUMNS {
             if first.cell(key).is_none() {
                 out.push(
                     Finding::new(Code::SummaryCellMissing)
@@ -613,14 +613,14 @@ fn summary_rules(table: &SummaryTable, sub: &Submission, out: &mut Vec<Finding>)
                 );
             }
         }
-        if let Some(phone) = row.get("phone")
+        if let Some(phone) = row.get(FieldKey::Phone)
             && !phone_ok(phone)
         {
             out.push(
                 Finding::new(Code::SummaryBadPhone)
                     .studio(studio)
                     .file(&table.file)
-                    .at(row.cell("phone").map(|c| format!("{} ‘联系电话’", c.location)).unwrap_or_default())
+                    .at(row.cell(FieldKey::Phone).map(|c| format!("{} ‘联系电话’", c.location)).unwrap_or_default())
                     .found(phone.trim().to_owned())
                     .expected("11位手机号（1[3-9]开头）或固定电话（区号可选，7–8位）")
                     .says(format!("联系电话“{}”格式有误，请核对。", phone.trim())),
@@ -631,17 +631,17 @@ fn summary_rules(table: &SummaryTable, sub: &Submission, out: &mut Vec<Finding>)
         let ranks: Vec<Option<u32>> = table
             .rows
             .iter()
-            .map(|r| r.get("rank").and_then(text::parse_number).filter(|v| v.fract() == 0.0 && *v >= 0.0).map(|v| v as u32))
+            .map(|r| r.get(FieldKey::Rank).and_then(text::parse_number).filter(|v| v.fract() == 0.0 && *v >= 0.0).map(|v| v as u32))
             .collect();
         let mut sorted: Vec<u32> = ranks.iter().flatten().copied().collect();
         sorted.sort_unstable();
         let expected: Vec<u32> = (1..=table.rows.len() as u32).collect();
         if sorted != expected {
-            let found: Vec<String> = table.rows.iter().map(|r| r.get("rank").unwrap_or("空").trim().to_owned()).collect();
+            let found: Vec<String> = table.rows.iter().map(|r| r.get(FieldKey::Rank).unwrap_or("空").trim().to_owned()).collect();
             out.push(
                 Finding::new(Code::SummaryNotRanked)
                     .file(&table.file)
-                    .at(table.rows[0].cell("rank").map(|c| format!("{} 起 ‘序号’列", c.location)).unwrap_or_else(|| "‘序号’列".into()))
+                    .at(table.rows[0].cell(FieldKey::Rank).map(|c| format!("{} 起 ‘序号’列", c.location)).unwrap_or_else(|| "‘序号’列".into()))
                     .found(found.join("、"))
                     .expected(format!("1至{}各一次", table.rows.len()))
                     .says(format!(
@@ -703,7 +703,7 @@ fn one_phone_ok(p: &str) -> bool {
 
 fn mismatch_rules(form: &ApprovalForm, table: &SummaryTable, row: &SummaryRow, studio: &Studio, out: &mut Vec<Finding>) {
     let name = Some(studio.name.as_str());
-    let mut report = |col: &str, form_value: String, row_value: String, form_key: &str| {
+    let mut report = |col: FieldKey, form_value: String, row_value: String, form_key: FieldKey| {
         let cell = row.cell(col);
         out.push(
             Finding::new(Code::SummaryMismatch)
@@ -726,36 +726,27 @@ fn mismatch_rules(form: &ApprovalForm, table: &SummaryTable, row: &SummaryRow, s
                 )),
         );
     };
-    let numeric = [
-        ("members", "members"),
-        ("area", "area"),
-        ("equipment", "equipment"),
-        ("funding", "funding"),
-        ("achievements", "achievements"),
-        ("benefit", "benefit"),
-    ];
-    for (col, key) in numeric {
-        if let (Some(r), Some(f)) = (row.get(col).and_then(text::parse_number), form.number(key))
-            && (r - f).abs() > 1e-6
-        {
-            report(col, fmt_number(f), row.get(col).unwrap_or("").trim().to_owned(), key);
+    // Counts and amounts that 附件1 also holds (itself or as a sum of its parts).
+    for column in SUMMARY_COLUMNS.iter().filter(|c| c.numeric) {
+        let (Some(r), Some(f)) = (row.get(column.key).and_then(text::parse_number), column.form_number(form)) else { continue };
+        if (r - f).abs() <= 1e-6 {
+            continue;
         }
+        let (expected, form_key) = match column.from_approval {
+            FromApproval::Sum(parts, what) => (format!("{}（{what}）", fmt_number(f)), parts[0]),
+            _ => (fmt_number(f), column.key),
+        };
+        report(column.key, expected, row.get(column.key).unwrap_or("").trim().to_owned(), form_key);
     }
-    let patents: Option<f64> = ["utility_patents", "invention_patents"].iter().map(|k| form.number(k)).sum();
-    if let (Some(r), Some(f)) = (row.get("patents").and_then(text::parse_number), patents)
-        && (r - f).abs() > 1e-6
-    {
-        report("patents", format!("{}（实用新型+发明专利）", fmt_number(f)), row.get("patents").unwrap_or("").trim().to_owned(), "utility_patents");
-    }
-    if let (Some(r), Some(f)) = (row.get("created").and_then(text::parse_date), form.date("created"))
+    if let (Some(r), Some(f)) = (row.get(FieldKey::Created).and_then(text::parse_date), form.date(FieldKey::Created))
         && !r.agrees_with(&f)
     {
-        report("created", f.to_string(), row.get("created").unwrap_or("").trim().to_owned(), "created");
+        report(FieldKey::Created, f.to_string(), row.get(FieldKey::Created).unwrap_or("").trim().to_owned(), FieldKey::Created);
     }
-    if let (Some(r), Some(f)) = (row.get("leader"), form.leader())
+    if let (Some(r), Some(f)) = (row.get(FieldKey::Leader), form.leader())
         && squash(r) != squash(f)
     {
-        report("leader", f.trim().to_owned(), r.trim().to_owned(), "leader");
+        report(FieldKey::Leader, f.trim().to_owned(), r.trim().to_owned(), FieldKey::Leader);
     }
 }
 

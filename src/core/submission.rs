@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Unreadable;
-use super::forms::{self, ApprovalForm, Kind, Materials, Photo, SummaryTable};
+use super::forms::{self, ApprovalForm, FieldKey, Kind, Materials, Photo, SummaryTable};
 use super::grid::{self, Convert, Format};
 use super::mime::Attachment;
 use super::text::{self, PartialDate, squash};
@@ -365,15 +365,15 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
         s.form = Some(i);
         s.has_approval_form = true;
         s.leader = form.leader().map(|l| l.trim().to_owned());
-        s.unit = form.get("unit").map(|u| u.trim().to_owned());
-        s.created = form.date("created").map(|d| d.iso());
-        s.members = form.number("members").filter(|m| *m >= 0.0).map(|m| m as u32);
+        s.unit = form.get(FieldKey::Unit).map(|u| u.trim().to_owned());
+        s.created = form.date(FieldKey::Created).map(|d| d.iso());
+        s.members = form.number(FieldKey::Members).filter(|m| *m >= 0.0).map(|m| m as u32);
         studios.push(s);
     }
     for (t, table) in sub.summaries.iter().enumerate() {
         for (r, row) in table.rows.iter().enumerate() {
-            let name = row.get("studio_name").unwrap_or("").trim().to_owned();
-            let leader = row.get("leader").map(|l| l.trim());
+            let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
+            let leader = row.get(FieldKey::Leader).map(|l| l.trim());
             let existing = studios.iter().position(|s| s.row.is_none() && same_studio(s, &name, leader));
             let s = match existing {
                 Some(k) => &mut studios[k],
@@ -540,19 +540,19 @@ fn named_studios(hints: &[String]) -> Vec<String> {
 
 /// A studio known only from its 附件2 row (no file of it yet).
 pub(crate) fn expected_studio(row: &forms::SummaryRow) -> Studio {
-    let name = row.get("studio_name").unwrap_or("").trim().to_owned();
+    let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
     let display = if name.is_empty() { format!("（汇总表{}行未填名称）", row.row_label) } else { name };
     let mut s = Studio::new(display);
-    s.leader = row.get("leader").map(|l| l.trim().to_owned());
-    s.unit = row.get("unit").map(|u| u.trim().to_owned());
-    s.created = row.get("created").and_then(text::parse_date).map(|d: PartialDate| d.iso());
-    s.members = row.get("members").and_then(text::parse_number).map(|m| m.max(0.0) as u32);
+    s.leader = row.get(FieldKey::Leader).map(|l| l.trim().to_owned());
+    s.unit = row.get(FieldKey::Unit).map(|u| u.trim().to_owned());
+    s.created = row.get(FieldKey::Created).and_then(text::parse_date).map(|d: PartialDate| d.iso());
+    s.members = row.get(FieldKey::Members).and_then(text::parse_number).map(|m| m.max(0.0) as u32);
     s
 }
 
 /// The 序号 of a 附件2 row.
 pub(crate) fn rank_of(row: &forms::SummaryRow) -> Option<u32> {
-    row.get("rank").and_then(text::parse_number).filter(|n| *n >= 0.0).map(|n| n as u32)
+    row.get(FieldKey::Rank).and_then(text::parse_number).filter(|n| *n >= 0.0).map(|n| n as u32)
 }
 
 /// The one studio whose name, short name, leader or unit appears in the hints.

@@ -12,7 +12,7 @@ use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, FormatAlign, FormatB
 
 use crate::config::Config;
 use crate::core::findings::{Code, Severity};
-use crate::core::forms::SUMMARY_COLUMNS;
+use crate::core::forms::{FieldKey, SUMMARY_COLUMNS};
 
 use super::facts::{Facts, UNKNOWN_UNIT, campaign_findings};
 
@@ -128,14 +128,15 @@ fn build(f: &Facts, config: &Config) -> Result<Vec<u8>, XlsxError> {
             r += 1;
             current = Some(unit);
         }
-        for (c, (key, _)) in SUMMARY_COLUMNS.iter().enumerate() {
-            let value = match *key {
-                "rank" => s.rank.map(|n| n.to_string()).or_else(|| text(&s.data, key)),
-                "studio_name" => text(&s.data, key).or_else(|| Some(s.name.clone())),
-                "leader" => text(&s.data, key).or_else(|| s.leader.clone()),
+        for (c, column) in SUMMARY_COLUMNS.iter().enumerate() {
+            let key = column.key;
+            let value = match key {
+                FieldKey::Rank => s.rank.map(|n| n.to_string()).or_else(|| text(&s.data, key)),
+                FieldKey::StudioName => text(&s.data, key).or_else(|| Some(s.name.clone())),
+                FieldKey::Leader => text(&s.data, key).or_else(|| s.leader.clone()),
                 _ => text(&s.data, key),
             };
-            write_value(ws, r, c as u16, key, value.as_deref(), &cell)?;
+            write_value(ws, r, c as u16, column.numeric, value.as_deref(), &cell)?;
         }
         r += 1;
     }
@@ -190,8 +191,8 @@ pub fn severity_label(s: Severity) -> &'static str {
     }
 }
 
-fn text(data: &serde_json::Value, key: &str) -> Option<String> {
-    match data.get(key)? {
+fn text(data: &serde_json::Value, key: FieldKey) -> Option<String> {
+    match data.get(key.as_str())? {
         serde_json::Value::String(s) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
@@ -199,15 +200,11 @@ fn text(data: &serde_json::Value, key: &str) -> Option<String> {
 }
 
 /// Numbers as numbers (序号 and the eight counts), everything else as the text the forms had.
-fn write_value(ws: &mut Worksheet, r: u32, c: u16, key: &str, v: Option<&str>, f: &Format) -> Result<(), XlsxError> {
+fn write_value(ws: &mut Worksheet, r: u32, c: u16, numeric: bool, v: Option<&str>, f: &Format) -> Result<(), XlsxError> {
     let Some(v) = v else {
         ws.write_blank(r, c, f)?;
         return Ok(());
     };
-    let numeric = matches!(
-        key,
-        "rank" | "members" | "area" | "equipment" | "funding" | "projects" | "achievements" | "patents" | "benefit"
-    );
     match v.parse::<f64>() {
         Ok(x) if numeric && x.is_finite() => ws.write_number_with_format(r, c, x, f)?,
         _ => ws.write_string_with_format(r, c, v, f)?,
