@@ -213,10 +213,10 @@ async fn record_unprocessed(
 /// the same `unit` — an attacker's Reply-To never gets a unit's results.
 async fn reply_target(app: &App, msg: &core::mime::Message, unit: Option<&str>) -> anyhow::Result<Result<String, String>> {
     if let Err(why) = outbox::should_reply(msg, &app.own_addresses()) {
-        return Ok(Err(format!("no reply: {why:?}")));
+        return Ok(Err(format!("不回复：{why}")));
     }
     let Some(from) = msg.from.as_ref().map(|m| m.address.clone()) else {
-        return Ok(Err("no reply: no sender address".into()));
+        return Ok(Err(format!("不回复：{}", outbox::NoReply::NoSender)));
     };
     let mut to = from;
     if let (Some(unit), Some(reply_to)) = (unit, msg.reply_to.as_ref())
@@ -227,7 +227,7 @@ async fn reply_target(app: &App, msg: &core::mime::Message, unit: Option<&str>) 
     let hour_ago = Utc::now() - chrono::Duration::hours(1);
     let recent = app.store.replies_to_since(&to, hour_ago).await?;
     if recent >= app.config.outbox.replies_per_sender_per_hour as i64 {
-        return Ok(Err(format!("no reply: {recent} replies to {to} in the last hour")));
+        return Ok(Err(format!("不回复：一小时内已向{to}回复{recent}封（[outbox] replies_per_sender_per_hour）")));
     }
     if let Err(why) = under_global_ceiling(app).await? {
         return Ok(Err(why));
@@ -241,7 +241,7 @@ async fn under_global_ceiling(app: &App) -> anyhow::Result<Result<(), String>> {
     let all = app.store.replies_since(hour_ago).await?;
     if all >= app.config.outbox.replies_per_hour as i64 {
         warn!(replies = all, limit = app.config.outbox.replies_per_hour, "the hourly reply ceiling is reached: no reply");
-        return Ok(Err(format!("no reply: {all} replies in the last hour, the ceiling is {}", app.config.outbox.replies_per_hour)));
+        return Ok(Err(format!("不回复：一小时内已回复{all}封，达到上限{}（[outbox] replies_per_hour）", app.config.outbox.replies_per_hour)));
     }
     Ok(Ok(()))
 }
@@ -387,7 +387,7 @@ async fn judge_and_record(app: &App, raw: &StoredRaw, read: ReadMail) -> anyhow:
     let outcome = match judged {
         Ok(o) => o,
         Err(panic) => {
-            let why = report::Unprocessed::Failed { reason: format!("the core panicked: {}", panic_message(&panic)) };
+            let why = report::Unprocessed::Failed { reason: format!("处理时程序出错（{}）", panic_message(&panic)) };
             warn!(raw = raw_id, "{why}");
             return record_unprocessed(app, raw_id, sha256, bytes, received_at, why).await;
         }
@@ -502,13 +502,13 @@ async fn read_guarded(app: &App, raw_id: i64, bytes: &[u8], received_at: Option<
             })
         }
         Ok(Ok(Err(panic))) => {
-            let why = failed(format!("the core panicked: {}", panic_message(&panic)));
+            let why = failed(format!("处理时程序出错（{}）", panic_message(&panic)));
             warn!(raw = raw_id, "{why}");
             Err(why)
         }
         Ok(Err(join)) => anyhow::bail!("the processing task of message {raw_id} failed: {join}"),
         Err(_) => {
-            let why = failed(format!("no result within [limits] process_timeout_secs = {} s", limit.as_secs()));
+            let why = failed(format!("处理超时：{} 秒内未完成（[limits] process_timeout_secs）", limit.as_secs()));
             warn!(raw = raw_id, "{why}");
             Err(why)
         }
@@ -644,7 +644,7 @@ fn push_reply(outgoing: &mut Vec<NewOutgoing>, no_reply: &mut Option<String>, ro
         Ok(row) => outgoing.push(row),
         Err(e) => {
             warn!("no reply can be rendered: {e:#}");
-            *no_reply = Some(format!("no reply: it cannot be rendered: {e:#}"));
+            *no_reply = Some(format!("不回复：回复无法生成（{e:#}）"));
         }
     }
 }

@@ -149,6 +149,8 @@ async fn every_nasty_mail_gets_a_finding_or_a_reason_and_the_daemon_goes_on() {
     assert_eq!(ignored, 2, "the over-size mail and the garbage: {rows:?}");
     assert!(digest.text.contains(&format!("八、需人工查看的邮件（{ignored} 封）")), "{}", digest.text);
     assert!(digest.text.contains("《超大邮件》"), "{}", digest.text);
+    let section = digest.text.split("八、").nth(1).unwrap().split("九、").next().unwrap();
+    assert!(section.contains("邮件过大：") && section.contains("MB，超过可接收的上限") && !section.contains("bytes"), "{section}");
     assert!(digest.text.contains("（无发件人）"), "{}", digest.text);
     assert!(digest.html.contains("需人工查看的邮件"));
 }
@@ -209,6 +211,6 @@ async fn a_message_over_the_processing_time_limit_is_answered_and_skipped() {
         .fetch_one(&sqlx::SqlitePool::connect(&db_url).await.unwrap())
         .await
         .unwrap();
-    assert!(reason.as_deref().is_some_and(|r| r.contains("process_timeout_secs")), "{reason:?}");
+    assert!(reason.as_deref().is_some_and(|r| r.starts_with("系统未能处理：处理超时") && r.contains("process_timeout_secs")), "{reason:?}");
     assert!(store.failed_raws().await.unwrap().is_empty());
 }

@@ -243,6 +243,9 @@ fn should_reply_refuses_automatic_mail_and_ourselves() {
     assert!(matches!(refused("From: unit1@example.test\r\nAuto-Submitted: auto-replied"), NoReply::AutoMail(AutoMail::AutoSubmitted(_))));
     assert!(matches!(refused("From: unit1@example.test\r\nAuto-Submitted: auto-generated"), NoReply::AutoMail(_)));
     assert!(matches!(refused("From: unit1@example.test\r\nPrecedence: bulk"), NoReply::AutoMail(AutoMail::Precedence(_))));
+    // Staff read why in the digest: in Chinese, the header that decided it as an aside.
+    assert_eq!(refused("From: unit1@example.test\r\nPrecedence: bulk").to_string(), "群发邮件（Precedence: bulk）");
+    assert_eq!(NoReply::NoSender.to_string(), "没有发件地址");
     assert!(matches!(refused("From: unit1@example.test\r\nList-Id: <units.example.test>"), NoReply::AutoMail(AutoMail::MailingList)));
     assert!(matches!(refused("From: MAILER-DAEMON@example.test"), NoReply::AutoMail(AutoMail::Bounce)));
     assert!(matches!(refused("Return-Path: <>\r\nFrom: unit1@example.test"), NoReply::AutoMail(AutoMail::Bounce)));

@@ -94,6 +94,8 @@ async fn odd_header_values_are_answered_and_a_mail_that_cannot_be_finished_is_se
     let digest = studio_intake::digest::build(&app.store, &app.config, chrono::Utc::now()).await.unwrap();
     let section = digest.text.split("八、").nth(1).unwrap();
     assert!(section.contains("POISON") && section.contains(&u.sender), "{section}");
+    assert!(p.set_aside, "{p:?}");
+    assert!(section.contains("多次处理未成功，已移入失败文件夹（"), "said in Chinese, the error as an aside: {section}");
     let (status, body) = studio_intake::health::healthz(&app).await;
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();

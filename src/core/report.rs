@@ -397,25 +397,29 @@ impl std::fmt::Display for Unprocessed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A Chinese lead for the staff digest, then the detail for whoever debugs it.
         match self {
-            Unprocessed::TooLarge { size, limit } => write!(f, "邮件过大：{size} bytes, over the limit of {limit} bytes"),
-            Unprocessed::Failed { reason } => write!(f, "系统未能处理：processing failed: {reason}"),
+            Unprocessed::TooLarge { size, limit } => write!(f, "邮件过大：{}，超过可接收的上限{}", megabytes(*size), megabytes(*limit)),
+            Unprocessed::Failed { reason } => write!(f, "系统未能处理：{reason}"),
             Unprocessed::NotAMessage { reason } => write!(f, "不是有效的邮件：{reason}"),
         }
     }
+}
+
+/// `12.3MB`: sizes as people read them.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1}MB", bytes as f64 / 1024.0 / 1024.0)
 }
 
 /// The reply to a mail that could not be processed: what happened and what to do.
 pub fn unprocessed_reply(subject: Option<&str>, why: &Unprocessed, policy: &Policy) -> Reply {
     // Without the subject (an unregistered sender), the reply repeats nothing of the mail.
     let original = &subject.map(shown_subject).map(|s| format!("《{s}》")).unwrap_or_default();
-    let mb = |b: u64| format!("{:.1}MB", b as f64 / 1024.0 / 1024.0);
     let (title, body) = match why {
         Unprocessed::TooLarge { size, limit } => (
             "未能接收：邮件过大",
             format!(
                 "您发送的邮件{original}大小为{}，超过系统可接收的上限{}，未能处理。\n\n请压缩照片（场景照1幅即可，无需原始大图）、删除无关附件后重新发送；材料较多时可分两封邮件发送，每封注明推荐单位。",
-                mb(*size),
-                mb(*limit)
+                megabytes(*size),
+                megabytes(*limit)
             ),
         ),
         // Nothing the sender did wrong can be named: staff check the mail by hand (the

@@ -177,7 +177,9 @@ fn unprocessed_cells(m: &crate::store::UnprocessedMail, tz: Tz) -> [String; 4] {
         m.stored_at.with_timezone(&tz).format("%m-%d %H:%M").to_string(),
         m.sender.clone().unwrap_or_else(|| "（无发件人）".into()),
         crate::core::report::shown_subject(m.subject.as_deref().unwrap_or_default()),
-        m.reason.clone(),
+        // The reason of a mail set aside is the last error, for whoever debugs it: a Chinese
+        // lead says what became of the mail.
+        if m.set_aside { format!("多次处理未成功，已移入失败文件夹（{}）", m.reason) } else { m.reason.clone() },
     ]
 }
 

@@ -276,18 +276,30 @@ pub fn reply_message_id(submission_hash_hex: &str, domain: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoReply {
     /// RFC 3834 auto-submitted, bulk/list precedence, mailing list, bounce, vacation reply.
-    #[error("automatic mail ({0:?})")]
+    /// (Said in Chinese: staff read it in the digest.)
+    #[error("{}", auto_mail_words(.0))]
     AutoMail(AutoMail),
     /// `From:` or `Reply-To:` is one of our own addresses (a loop).
-    #[error("sent from our own address")]
+    #[error("发自本邮箱自己的地址")]
     OwnAddress,
     /// No `From:` address at all.
-    #[error("no sender address")]
+    #[error("没有发件地址")]
     NoSender,
     /// The reply would go to a null or system sender (`<>`, no domain, MAILER-DAEMON,
     /// postmaster, no-reply addresses).
-    #[error("null or system sender address")]
+    #[error("发件地址为空或为系统地址")]
     NullSender,
+}
+
+/// What kind of automatic mail it is, with the header that says so.
+fn auto_mail_words(a: &AutoMail) -> String {
+    match a {
+        AutoMail::AutoSubmitted(v) => format!("自动发送的邮件（Auto-Submitted: {v}）"),
+        AutoMail::Precedence(v) => format!("群发邮件（Precedence: {v}）"),
+        AutoMail::MailingList => "邮件列表的邮件（List-Id）".to_owned(),
+        AutoMail::Bounce => "退信或投递状态通知".to_owned(),
+        AutoMail::AutoReply(v) => format!("自动回复（{v}）"),
+    }
 }
 
 /// Whether an automatic reply may be sent to this message. Replies go to `Reply-To:` when

@@ -175,6 +175,9 @@ pub struct UnprocessedMail {
     pub stored_at: DateTime<Utc>,
     pub sender: Option<String>,
     pub subject: Option<String>,
+    /// Set aside after `MAX_RAW_ATTEMPTS` failures (in the failed folder), rather than recorded
+    /// without an outcome.
+    pub set_aside: bool,
     pub reason: String,
 }
 

@@ -135,7 +135,7 @@ impl Store {
         // A message whose worker died MAX_RAW_ATTEMPTS times is set aside, not retried.
         sqlx::query(
             "UPDATE raw_messages SET status = 'failed', claimed_by = NULL, lease_until = NULL,
-                 last_error = 'abandoned: the lease of its worker expired (crash or hang) on the last attempt'
+                 last_error = 'the lease of its worker expired (crash or hang) on the last attempt'
              WHERE status = 'claimed' AND lease_until <= $1 AND attempts >= $2",
         )
         .bind(&now_s)
@@ -224,7 +224,7 @@ impl Store {
     /// Mails staff must look at by hand, oldest first: see [`UnprocessedMail`].
     pub async fn unprocessed_mails(&self) -> anyhow::Result<Vec<UnprocessedMail>> {
         let rows = sqlx::query(
-            "SELECT r.id, r.stored_at, s.sender, s.subject, COALESCE(s.ignored_reason, r.last_error, r.status) AS reason
+            "SELECT r.id, r.stored_at, s.sender, s.subject, COALESCE(s.ignored_reason, r.last_error, r.status) AS reason, r.status AS raw_status
              FROM raw_messages r LEFT JOIN submissions s ON s.raw_id = r.id
              WHERE s.verdict = 'ignored' OR r.status = 'failed'
              ORDER BY r.id",
@@ -240,6 +240,7 @@ impl Store {
                     stored_at: parse_ts(&stored_at)?,
                     sender: row.try_get("sender")?,
                     subject: row.try_get("subject")?,
+                    set_aside: row.try_get::<String, _>("raw_status")? == "failed",
                     reason: row.try_get("reason")?,
                 })
             })
