@@ -11,8 +11,9 @@ use studio_intake::fixtures::{
     self, DocTool, MailClient, MailSpec, SheetTool, StudioSpec, SubmissionOptions, UnitSpec, ZipMode,
 };
 
-const CLIENTS: [MailClient; 6] = [
+const CLIENTS: [MailClient; 7] = [
     MailClient::Outlook,
+    MailClient::OutlookRtf,
     MailClient::Foxmail,
     MailClient::QqMail,
     MailClient::AppleMail,

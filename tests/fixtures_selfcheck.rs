@@ -418,3 +418,48 @@ fn libreoffice_opens_generated_files() {
         assert!(meta.len() > 1000, "{n}: tiny pdf");
     }
 }
+
+/// The `winmail.dat` builder writes what an independent TNEF reader (Debian's `tnef`, which
+/// tests/run.sh installs) unpacks into the same files: the names from the Unicode MAPI
+/// property (Outlook) or the GBK 8-bit one (Exchange 2003, which the tool writes as raw GBK
+/// bytes), the bytes from `attAttachData` or `PR_ATTACH_DATA_OBJ`.
+#[test]
+fn winmail_dat_unpacks_with_the_tnef_tool() {
+    use std::os::unix::ffi::OsStrExt;
+    let u = UnitSpec::sample(2, 1);
+    let s = &u.studios[0];
+    let files = vec![
+        (format!("附件1：{}推荐审批表.docx", s.leader), approval_form_docx(s, DocTool::Word)),
+        (format!("{}工作室场景照.jpg", s.leader), photo_jpeg(640, 480)),
+        ("附件2-推荐汇总表.xlsx".to_owned(), summary_table_xlsx(&u, SheetTool::Excel)),
+    ];
+    for style in [TnefStyle::Outlook, TnefStyle::Exchange2003] {
+        let dir = tempfile::tempdir().unwrap();
+        let dat = dir.path().join("winmail.dat");
+        std::fs::write(&dat, winmail_dat(&files, style)).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let status = std::process::Command::new("tnef")
+            .arg("-C")
+            .arg(&out)
+            .arg("-f")
+            .arg(&dat)
+            .status()
+            .expect("the `tnef` tool (Debian package tnef; tests/run.sh installs it)");
+        assert!(status.success(), "{style:?}: tnef exited with {status}");
+        let mut got: Vec<(String, Vec<u8>)> = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let raw = e.file_name().as_bytes().to_vec();
+                let name = String::from_utf8(raw.clone()).unwrap_or_else(|_| encoding_rs::GBK.decode(&raw).0.into_owned());
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        got.sort();
+        let mut want = files.clone();
+        want.sort();
+        assert_eq!(got.iter().map(|f| &f.0).collect::<Vec<_>>(), want.iter().map(|f| &f.0).collect::<Vec<_>>(), "{style:?}");
+        assert!(got == want, "{style:?}: the bytes differ");
+    }
+}

@@ -1132,8 +1132,8 @@ const EMLS: &[&str] = &[
     "outlook_oof.eml", "qq_autoreply_subject.eml", "qqmail.eml", "raw_gbk_filename.eml", "rfc2231_split.eml",
 ];
 
-const CLIENTS: [MailClient; 6] =
-    [MailClient::Outlook, MailClient::Foxmail, MailClient::QqMail, MailClient::AppleMail, MailClient::Webmail163, MailClient::Wps];
+const CLIENTS: [MailClient; 7] =
+    [MailClient::Outlook, MailClient::OutlookRtf, MailClient::Foxmail, MailClient::QqMail, MailClient::AppleMail, MailClient::Webmail163, MailClient::Wps];
 
 fn units() -> Vec<UnitSpec> {
     vec![UnitSpec::sample(0, 1), UnitSpec::sample(1, 2), UnitSpec::enterprise(2, 1)]
@@ -1759,9 +1759,9 @@ fn check_message(m: &mime::Message, limits: &Limits) -> Result<(), String> {
             return Err(format!("attachment {i} ({}) without a problem has {} bytes", a.name, a.data.len()));
         }
         if let Some(z) = a.archive
-            && (z >= i || m.attachments[z].content_type != "application/zip")
+            && (z >= i || !matches!(m.attachments[z].content_type.as_str(), "application/zip" | "application/ms-tnef"))
         {
-            return Err(format!("attachment {i} ({}) names archive {z}, which is not an earlier zip", a.name));
+            return Err(format!("attachment {i} ({}) names archive {z}, which is not an earlier zip or winmail.dat", a.name));
         }
     }
     Ok(())

@@ -860,3 +860,79 @@ mod fuzz {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------
+// Outlook's winmail.dat (TNEF)
+// ------------------------------------------------------------------------------------
+
+fn tnef_files() -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("附件1：市中区张明劳模创新工作室推荐审批表.docx".to_owned(), b"PK\x03\x04 approval form bytes".to_vec()),
+        ("张明工作室场景照.jpg".to_owned(), vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 5]),
+        ("附件2-推荐汇总表.xlsx".to_owned(), b"PK\x03\x04 summary table bytes".to_vec()),
+    ]
+}
+
+#[test]
+fn outlook_rich_text_mail_opens_its_winmail_dat_like_a_zip() {
+    use studio_intake::fixtures::{TnefStyle, winmail_dat};
+    let files = tnef_files();
+    for style in [TnefStyle::Outlook, TnefStyle::Exchange2003] {
+        let dat = winmail_dat(&files, style);
+        // Outlook names it winmail.dat with application/ms-tnef; some gateways send
+        // application/octet-stream or rename it (ATT00001.dat): the signature decides.
+        for (name, ct) in [("winmail.dat", "application/ms-tnef"), ("ATT00001.dat", "application/octet-stream")] {
+            let m = parse(&mail_with(&[(name, ct, &dat)]));
+            let container = att(&m, name);
+            assert_eq!(container.content_type, "application/ms-tnef");
+            assert!(container.problem.is_none(), "{style:?}: {:?}", container.problem);
+            for (file, data) in &files {
+                let a = att(&m, &format!("{name}/{file}"));
+                assert_eq!(&a.data, data, "{style:?} {file}");
+                assert_eq!(a.file_name, *file);
+                assert_eq!(a.context, vec![name.to_owned()]);
+                assert!(a.archive.is_some() && a.problem.is_none());
+            }
+            assert_eq!(m.attachments.len(), files.len() + 1, "{style:?}: {:?}", names(&m));
+        }
+    }
+}
+
+#[test]
+fn a_damaged_winmail_dat_keeps_what_came_whole_and_never_panics() {
+    use studio_intake::fixtures::{TnefStyle, winmail_dat};
+    let files = tnef_files();
+    let dat = winmail_dat(&files, TnefStyle::Outlook);
+    // Cut inside the second attachment's bytes: the first is whole, the second is not there,
+    // the container is damaged.
+    let second = dat.windows(files[1].1.len()).position(|w| w == files[1].1.as_slice()).unwrap();
+    let m = parse(&mail_with(&[("winmail.dat", "application/ms-tnef", &dat[..second + 3])]));
+    assert!(matches!(att(&m, "winmail.dat").problem, Some(Unreadable::Corrupt { .. })));
+    assert!(m.attachments.iter().any(|a| a.name.ends_with(".docx") && a.data == files[0].1), "{:?}", names(&m));
+    assert!(!m.attachments.iter().any(|a| a.name.ends_with(".jpg")), "{:?}", names(&m));
+    // Cut before any attachment is whole: only the damaged container.
+    let first = dat.windows(files[0].1.len()).position(|w| w == files[0].1.as_slice()).unwrap();
+    let m = parse(&mail_with(&[("winmail.dat", "application/ms-tnef", &dat[..first + 3])]));
+    assert!(matches!(att(&m, "winmail.dat").problem, Some(Unreadable::Corrupt { .. })), "{:?}", m.attachments);
+    assert_eq!(m.attachments.len(), 1, "{:?}", names(&m));
+    // More attachments than an archive may hold: stopped, said so.
+    let many: Vec<(String, Vec<u8>)> = (0..40).map(|i| (format!("{i}.txt"), vec![b'x'; 3])).collect();
+    let limits = Limits { max_archive_members: 10, ..Limits::default() };
+    let m = mime::parse(&mail_with(&[("winmail.dat", "application/ms-tnef", &winmail_dat(&many, TnefStyle::Outlook))]), &limits).unwrap();
+    assert!(matches!(att(&m, "winmail.dat").problem, Some(Unreadable::ArchiveBomb { .. })));
+    assert!(m.attachments.len() <= 11);
+    // Every prefix, and every byte set to 0xFF or 0x7F in turn (lengths and counts that lie):
+    // no panic, no member larger than the stream.
+    for cut in 0..dat.len() {
+        let m = parse(&mail_with(&[("winmail.dat", "application/ms-tnef", &dat[..cut])]));
+        assert!(m.attachments.iter().all(|a| a.data.len() <= dat.len()));
+    }
+    for i in 0..dat.len() {
+        for b in [0xFF, 0x7F] {
+            let mut bad = dat.clone();
+            bad[i] = b;
+            let m = parse(&mail_with(&[("winmail.dat", "application/ms-tnef", &bad)]));
+            assert!(m.attachments.iter().all(|a| a.data.len() <= dat.len()));
+        }
+    }
+}

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-writer-nogui libreoffice-calc-nogui)
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+# An independent TNEF reader: tests/fixtures_selfcheck.rs checks our winmail.dat builder with it.
+command -v tnef >/dev/null 2>&1 || need+=(tnef)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   apt-get update -qq

@@ -29,6 +29,8 @@ pub enum Format {
     Doc,
     Pdf,
     Zip,
+    /// Outlook's `winmail.dat` (TNEF): a container the MIME walk opens like a zip.
+    Tnef,
     /// RAR, 7z, gzip, tar…: archives we do not open.
     OtherArchive,
     Jpeg,
@@ -267,6 +269,7 @@ fn read_as(
             }
         }
         Format::OtherArchive => Err(unsupported("压缩包（RAR/7z/gz 等）", ".docx 或 .xlsx")),
+        Format::Tnef => Err(unsupported("Outlook 的 winmail.dat", "普通附件（Outlook 中改用 HTML 或纯文本格式发送）")),
         Format::Jpeg
         | Format::Png
         | Format::Gif

@@ -23,6 +23,7 @@
 
 mod archive;
 mod header;
+mod tnef;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -599,7 +600,13 @@ impl<'l> Walker<'l> {
                 att.content_type = "application/zip".into();
                 let index = self.out.len();
                 self.out.push(att);
-                self.expand_zip(index, level, nest);
+                self.expand_container(index, level, nest, |walker, data| archive::expand(data, walker.limits, &mut walker.inflated));
+            }
+            Kind::Tnef => {
+                att.content_type = "application/ms-tnef".into();
+                let index = self.out.len();
+                self.out.push(att);
+                self.expand_container(index, level, nest, |walker, data| tnef::expand(data, walker.limits));
             }
             Kind::Message => self.nested_message(att, level, nest),
             Kind::Unsupported(format) => {
@@ -646,7 +653,9 @@ impl<'l> Walker<'l> {
         self.walk(&entity, inner, &ctx, Scope::Forwarded, nest + 1);
     }
 
-    fn expand_zip(&mut self, index: usize, level: u32, nest: u32) {
+    /// Opens the container at `index` (a zip, Outlook's winmail.dat) and adds its members as
+    /// files inside it.
+    fn expand_container(&mut self, index: usize, level: u32, nest: u32, expand: impl FnOnce(&mut Self, &[u8]) -> archive::Expanded) {
         let inner = level + 1;
         if inner > self.max_depth {
             self.out[index].problem = Some(Unreadable::TooDeep {
@@ -655,7 +664,7 @@ impl<'l> Walker<'l> {
             return;
         }
         let data = std::mem::take(&mut self.out[index].data);
-        let expanded = archive::expand(&data, self.limits, &mut self.inflated);
+        let expanded = expand(self, &data);
         let zip_name = self.out[index].name.clone();
         let zip_file_name = self.out[index].file_name.clone();
         let base_ctx = self.out[index].context.clone();
@@ -693,6 +702,8 @@ struct NewFile {
 
 enum Kind {
     Zip,
+    /// Outlook's `winmail.dat`.
+    Tnef,
     Message,
     Unsupported(&'static str),
     Plain,
@@ -721,6 +732,9 @@ fn kind(file_name: &str, content_type: &str, data: &[u8]) -> Kind {
             && (ext.is_empty() || ext == "bin" || content_type.contains("zip")))
     {
         return Kind::Zip;
+    }
+    if tnef::is_tnef(data) {
+        return Kind::Tnef;
     }
     if data.starts_with(b"Rar!\x1a\x07") || ext == "rar" {
         return Kind::Unsupported("RAR压缩包");

@@ -224,7 +224,7 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
         }
         let format = grid::sniff(&att.file_name, &att.data);
         if info.problem.is_some() {
-            if format == Format::Zip || att.content_type.contains("zip") {
+            if matches!(format, Format::Zip | Format::Tnef) || att.content_type.contains("zip") {
                 info.kind = Kind::Archive;
             }
             sub.attachments.push(info);
@@ -232,7 +232,7 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
         }
         let index = sub.attachments.len();
         match format {
-            Format::Zip => info.kind = Kind::Archive,
+            Format::Zip | Format::Tnef => info.kind = Kind::Archive,
             Format::OtherArchive => {
                 info.kind = Kind::Archive;
                 info.problem = Some(Unreadable::Unsupported {

@@ -52,6 +52,9 @@ pub fn sniff(file_name: &str, data: &[u8]) -> Format {
     if data.starts_with(b"II*\0") || data.starts_with(b"MM\0*") {
         return Format::Tiff;
     }
+    if data.starts_with(&[0x78, 0x9F, 0x3E, 0x22]) {
+        return Format::Tnef;
+    }
     if data.starts_with(b"Rar!\x1a\x07")
         || data.starts_with(&[0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C])
         || data.starts_with(&[0x1F, 0x8B])

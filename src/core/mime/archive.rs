@@ -63,7 +63,7 @@ pub(crate) fn decode_name(raw: &[u8], utf8_flag: bool) -> String {
 
 /// Splits a decoded name into display components, dropping `..`, `.`, empty components
 /// (leading `/`), drive letters and control/bidi characters.
-fn components(name: &str) -> Vec<String> {
+pub(crate) fn components(name: &str) -> Vec<String> {
     let mut out: Vec<String> = name
         .split(['/', '\\'])
         .map(clean_component)
