@@ -293,6 +293,11 @@ fn field_missing_names_the_field() {
         s.ethnicity = String::new();
     });
     assert_eq!(process(&u, &raw).findings.len(), 2);
+    // A blank of a fill-in sentence is named as the form prints it, not “平均年龄岁”.
+    let (u, raw) = with_studio(|s| s.avg_age = String::new());
+    let o = process(&u, &raw);
+    assert_only(&o, Code::FormFieldMissing);
+    assert!(o.findings[0].message.contains("“平均年龄（　）岁”未填写"), "{}", show(&o));
 }
 
 #[test]
@@ -611,4 +616,79 @@ fn a_late_reply_does_not_ask_for_a_resend() {
     assert!(r.subject.contains("截止"), "{}", r.subject);
     assert!(!r.text.contains("修改后请重新发送"), "{}", r.text);
     assert!(r.html.contains("截止时间"));
+}
+
+/// A document package with the preview picture WPS and python-docx templates keep.
+fn with_thumbnail(package: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(package)).unwrap();
+    let mut members = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        members.push((String::from_utf8_lossy(f.name_raw()).into_owned(), data));
+    }
+    members.push(("docProps/thumbnail.jpeg".to_owned(), fixtures::photo_jpeg(395, 512)));
+    fixtures::zip_archive(&members, false)
+}
+
+/// Names that lost their extension (a webmail that drops it, Outlook's ATT00001.bin): the
+/// documents are read as documents, never opened as zips of XML parts whose preview
+/// picture would pass for a scene photo.
+#[test]
+fn documents_whose_names_lost_their_extension_are_documents() {
+    let u = unit(2);
+    let strip = |m: &mut MailSpec, photos: bool, bin: bool| {
+        m.attachments.retain(|(n, _)| photos || !(n.ends_with(".jpg") || n.ends_with(".jpeg") || n.ends_with(".png")));
+        for (i, (name, data)) in m.attachments.iter_mut().enumerate() {
+            if name.ends_with(".docx") || name.ends_with(".xlsx") {
+                *data = with_thumbnail(data);
+            }
+            *name = if bin { format!("ATT{:05}.bin", i + 1) } else { name.rsplit_once('.').unwrap().0.to_owned() };
+        }
+    };
+    let o = process(&u, &mail_with(&u, MailClient::Webmail163, &SubmissionOptions::default(), |m| strip(m, true, false)));
+    assert_clean(&u, &o, "no extensions");
+    assert_eq!(o.verdict(), Verdict::Accepted, "{}", show(&o));
+    // Without photos: both studios lack one; no thumbnail stands in.
+    let o = process(&u, &mail_with(&u, MailClient::Webmail163, &SubmissionOptions::default(), |m| strip(m, false, false)));
+    assert_eq!(o.findings.iter().filter(|f| f.code == Code::SubmissionMissingPhoto).count(), 2, "{}", show(&o));
+    for bin in [false, true] {
+        let raw = mail_with(&u, MailClient::Outlook, &SubmissionOptions::default(), |m| strip(m, false, bin));
+        let o = process(&u, &raw);
+        assert!(o.submission.attachments.iter().all(|a| !a.file.contains("docProps") && a.kind != studio_intake::core::forms::Kind::Archive), "{}", show(&o));
+        assert!(o.submission.photos.is_empty(), "{}", show(&o));
+    }
+}
+
+/// One file per studio holding its 附件1 and then its 附件3 (“申报材料（附件1、3）”): both
+/// parts are on file; an ordinary 附件1 never passes for materials.
+#[test]
+fn one_document_with_the_form_and_the_materials_serves_as_both() {
+    let u = unit(2);
+    let s = &u.studios[0];
+    for tool in [DocTool::Word, DocTool::Wps] {
+        let raw = mail_with(&u, MailClient::Foxmail, &SubmissionOptions::default(), |m| {
+            m.attachments.retain(|(n, _)| !(n.contains(&s.leader) && (n.contains("审批表") || n.contains("申报材料"))));
+            m.attachments.push((format!("{}工作室申报材料（附件1、3）.docx", s.leader), fixtures::approval_form_with_materials_docx(s, 2600, tool)));
+        });
+        let o = process(&u, &raw);
+        assert_clean(&u, &o, &format!("{tool:?}"));
+        assert_eq!(o.verdict(), Verdict::Accepted, "{tool:?}:{}", show(&o));
+        let st = o.submission.studios.iter().find(|x| x.name == s.name).unwrap();
+        assert!(st.has_approval_form && st.has_materials, "{tool:?}:{}", show(&o));
+    }
+    // Too short behind the form: the materials finding names the file it read.
+    let raw = mail_with(&u, MailClient::Foxmail, &SubmissionOptions::default(), |m| {
+        m.attachments.retain(|(n, _)| !(n.contains(&s.leader) && (n.contains("审批表") || n.contains("申报材料"))));
+        m.attachments.push((format!("{}工作室申报材料（附件1、3）.docx", s.leader), fixtures::approval_form_with_materials_docx(s, 900, DocTool::Word)));
+    });
+    let o = process(&u, &raw);
+    assert_only(&o, Code::MaterialsTooShort);
+    // An ordinary 附件1 of every tool: no materials inside.
+    for tool in [DocTool::Word, DocTool::Wps, DocTool::LibreOffice] {
+        let doc = studio_intake::core::grid::read("a.docx", &fixtures::approval_form_docx(s, tool), &Default::default(), converters()).unwrap();
+        assert!(studio_intake::core::forms::materials_after_form("a.docx", &doc).is_none(), "{tool:?}");
+    }
 }

@@ -397,6 +397,12 @@ const SECTION_LABELS: &[&str] = &[
     "创新工作室获奖情况",
 ];
 
+/// A label as people read it: the blank of a fill-in sentence shown as the form prints it,
+/// `女…人` → `女（　）人` (not `女人`, which says something else).
+pub fn shown_label(label: &str) -> String {
+    label.replace('…', "（　）")
+}
+
 pub fn required(key: FieldKey) -> Required {
     APPROVAL_FIELDS.iter().find(|s| s.key == key).map(|s| s.required).unwrap_or(Required::Always)
 }
@@ -617,11 +623,14 @@ pub fn parse_approval_form(file: &str, doc: &Document) -> ApprovalForm {
 
 /// A value as kept in a record: the layout inside it taken out (see [`text::clean_value`]),
 /// free text keeping its lines, a row of check boxes read as the ticked option.
-fn keep_value(raw: &str, free_text: bool) -> String {
+fn keep_value(raw: &str, free_text: bool, key: FieldKey) -> String {
     if free_text {
         return text::clean_text(raw);
     }
     let v = text::clean_value(raw);
+    if key == FieldKey::Leader {
+        return text::person_name(&v);
+    }
     text::ticked_options(&v).unwrap_or(v)
 }
 
@@ -630,7 +639,7 @@ fn find_labelled(grids: &[Grid<'_>], spec: &Spec, names: &[String]) -> Field {
     let field = |value: Option<String>, location: String| Field {
         key: spec.key,
         label: spec.label,
-        value: value.map(|v| keep_value(&v, free_text)),
+        value: value.map(|v| keep_value(&v, free_text, spec.key)),
         location,
     };
     for name in names {
@@ -724,6 +733,9 @@ fn find_blanks(grids: &[Grid<'_>]) -> Vec<Field> {
                     Some(v) => (v, true),
                     None => (strip_any_unit(rest), rest != strip_any_unit(rest)),
                 };
+                // A blank drawn with underscores (`共__9__人`, templates from WPS or a PDF):
+                // the line is the blank, the value is what is typed on it.
+                let value = value.trim_matches(['_', '＿']);
                 // A blank holds a number (`8`, `约300`, `八`, `无`), not prose that happens to
                 // start with a label (`共完成创新项目12项`).
                 let words = value.chars().filter(|c| !c.is_ascii_digit() && !matches!(c, '.' | ',' | '-')).count();
@@ -1066,7 +1078,7 @@ pub fn parse_summary_table(file: &str, doc: &Document) -> SummaryTable {
                             .map(|&(key, c)| Field {
                                 key,
                                 label: summary_column_label(key),
-                                value: Some(keep_value(row.get(c).map_or("", String::as_str), false)),
+                                value: Some(keep_value(row.get(c).map_or("", String::as_str), false, key)),
                                 location: format!("{} {}", t.label, t.cell_ref(r, c)),
                             })
                             .collect();
@@ -1119,6 +1131,29 @@ pub struct Materials {
 }
 
 pub const OUTLINE: [&str; 3] = ["一、基本情况", "二、近两年工作情况", "三、近两年主要成效"];
+
+/// Text outside the form's tables below which it is a note, not a studio's materials.
+const MATERIALS_AFTER_FORM_MIN_CHARS: usize = 300;
+
+/// 附件3 written into the same document as the studio's 附件1 (one file per studio, often
+/// named “申报材料（附件1、3）”): the text outside the form's tables, when it reads as
+/// application materials — titled 申报材料, or two of the outline's three sections — and is
+/// more than a note. `None` for an ordinary 附件1.
+pub fn materials_after_form(file: &str, doc: &Document) -> Option<Materials> {
+    let outside = Document {
+        format: doc.format,
+        blocks: doc.blocks.iter().filter(|b| matches!(b, Block::Paragraph(_))).cloned().collect(),
+        embedded_images: doc.embedded_images,
+        pictures: doc.pictures.clone(),
+    };
+    let titled = outside.paragraphs().any(|p| {
+        let s = squash(p);
+        s.chars().count() <= TITLE_MAX_CHARS && s.contains("申报材料") && !s.contains("推荐审批表")
+    });
+    let m = parse_materials(file, &outside);
+    let sections = m.headings.iter().filter(|&&h| h).count();
+    ((titled || sections >= 2) && m.chars >= MATERIALS_AFTER_FORM_MIN_CHARS).then_some(m)
+}
 
 pub fn parse_materials(file: &str, doc: &Document) -> Materials {
     let text = doc.text();
@@ -1269,6 +1304,19 @@ mod tests {
     }
 
     #[test]
+    fn blanks_drawn_with_underscores() {
+        let doc = table(&[&["创新工作室基本情况", "共__9__人。其中男__7__人，女＿＿2＿＿人，中共党员______人。平均年龄__38__岁。"]]);
+        let f = parse_approval_form("a.docx", &doc);
+        assert_eq!(f.number(FieldKey::Members), Some(9.0));
+        assert_eq!(f.number(FieldKey::Male), Some(7.0));
+        assert_eq!(f.number(FieldKey::Female), Some(2.0));
+        assert_eq!(f.number(FieldKey::AvgAge), Some(38.0));
+        let party = f.field(FieldKey::Party).unwrap();
+        assert_eq!(party.value.as_deref(), Some(""), "an empty line is an empty blank");
+        assert_eq!(shown_label(party.label), "中共党员（　）人");
+    }
+
+    #[test]
     fn value_after_colon_in_the_same_cell() {
         let doc = table(&[&["姓名：李四", "性别：女"]]);
         let f = parse_approval_form("a.xlsx", &doc);
@@ -1328,7 +1376,7 @@ mod tests {
         let s = parse_summary_table("b.docx", &doc);
         let names: Vec<&str> = s.rows.iter().map(|r| r.get(FieldKey::StudioName).unwrap_or("")).collect();
         assert_eq!(names, ["甲公司张三劳模和工匠人才创新工作室", "甲公司李四劳模和工匠人才创新工作室"]);
-        assert_eq!(s.rows[1].get(FieldKey::Leader), Some("李\u{3000}四"));
+        assert_eq!(s.rows[1].get(FieldKey::Leader), Some("李四"), "the padding of a two-character name is layout");
         assert_eq!(s.rows[1].row_label, "第7行第1列");
         // Column numbers are not a header nor a studio; ①… and (1)… too.
         let n = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();

@@ -726,10 +726,14 @@ fn kind(file_name: &str, content_type: &str, data: &[u8]) -> Kind {
     let ext = extension(file_name);
     let lower = file_name.to_lowercase();
     let zip_magic = data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06");
+    // A zip without a telling name is an archive only if it is not a document package: a
+    // .docx whose name lost its extension (Gmail, ATT00001.bin) is a document, not a
+    // folder of XML parts and a thumbnail.
     if ext == "zip"
         || (zip_magic
             && !ZIP_DOCUMENTS.contains(&ext.as_str())
-            && (ext.is_empty() || ext == "bin" || content_type.contains("zip")))
+            && (ext.is_empty() || ext == "bin" || content_type.contains("zip"))
+            && super::grid::sniff(file_name, data) == super::grid::Format::Zip)
     {
         return Kind::Zip;
     }

@@ -332,7 +332,7 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
             Required::WhenTitled => !form.leader_untitled(),
         };
         if needed && field.filled().is_none() {
-            let what = field.label.replace('…', "");
+            let what = forms::shown_label(field.label);
             out.push(
                 base(Code::FormFieldMissing, field.key)
                     .found(if field.value.is_none() { "表中没有此栏".to_owned() } else { "空白".to_owned() })
@@ -345,7 +345,7 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
     // Counts: numbers, not negative.
     for &key in COUNT_FIELDS {
         let Some(raw) = form.get(key) else { continue };
-        let label = form.field(key).map(|f| f.label.replace('…', "")).unwrap_or_default();
+        let label = forms::shown_label(form.field(key).map_or(key.label(), |f| f.label));
         match text::parse_number(raw) {
             None => out.push(
                 base(Code::FormImplausibleValue, key)
@@ -550,8 +550,8 @@ fn approval_form_rules(form: &ApprovalForm, studio: &Studio, ctx: &RuleContext, 
 
 fn location(form: &ApprovalForm, key: FieldKey) -> String {
     match form.field(key) {
-        Some(f) => format!("{} ‘{}’", f.location, f.label.replace('…', " ")),
-        None => format!("‘{}’", key.label().replace('…', " ")),
+        Some(f) => format!("{} ‘{}’", f.location, forms::shown_label(f.label)),
+        None => format!("‘{}’", forms::shown_label(key.label())),
     }
 }
 

@@ -283,6 +283,13 @@ pub fn read(attachments: &[Attachment], limits: &Limits, converters: &dyn Conver
                                     if let Some(n) = form.studio_name() {
                                         info.studio = Some(n.trim().to_owned());
                                     }
+                                    if let Some(m) = forms::materials_after_form(&att.name, &doc) {
+                                        // The form names the studio the materials belong to.
+                                        info.hints.extend(form.studio_name().map(str::to_owned));
+                                        info.hints.extend(form.leader().map(str::to_owned));
+                                        material_of.push(index);
+                                        sub.materials.push(m);
+                                    }
                                     sub.forms.push(form);
                                 }
                                 Kind::SummaryTable => sub.summaries.push(forms::parse_summary_table(&att.name, &doc)),

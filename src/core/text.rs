@@ -106,6 +106,19 @@ fn is_cjk(c: char) -> bool {
         | 0x20000..=0x3134f)
 }
 
+/// A Chinese personal name as written: the spaces that pad a two-character name to the width
+/// of three (`王  刚`, `李　四`) or spread one out (`王 小 刚`) are layout, not part of it.
+/// Anything else (a Latin name, two names `张三 李四`, a note) is left as it is.
+pub fn person_name(s: &str) -> String {
+    let chars: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let ideograph = |c: &char| matches!(*c as u32, 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0x20000..=0x3134f) || matches!(c, '·' | '•');
+    if (2..=3).contains(&chars.len()) && chars.iter().all(ideograph) && chars.len() < s.chars().count() {
+        chars.into_iter().collect()
+    } else {
+        s.to_owned()
+    }
+}
+
 /// A one-line value as a person reads it off the printed form: [`normalize`]d, then the
 /// layout inside it taken out — a line break or tab between two CJK characters is where the
 /// cell wrapped (nothing), elsewhere it is a space; runs of spaces become one. `甲公司张三\n
@@ -508,6 +521,17 @@ pub fn fmt_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn person_names_lose_their_padding_only() {
+        assert_eq!(person_name("王  刚"), "王刚");
+        assert_eq!(person_name("李\u{3000}四"), "李四");
+        assert_eq!(person_name("王 小 刚"), "王小刚");
+        assert_eq!(person_name("张三 李四"), "张三 李四");
+        assert_eq!(person_name("John Smith"), "John Smith");
+        assert_eq!(person_name("王刚（已退休）"), "王刚（已退休）");
+        assert_eq!(person_name("王刚"), "王刚");
+    }
 
     #[test]
     fn squash_removes_breaks_inside_labels() {

@@ -40,8 +40,11 @@ async fn send_lane(app: &App, transport: &Transport, worker: &str) -> anyhow::Re
             match transport.send(&mail.envelope_from, &mail.recipients, &mail.bytes).await {
                 Ok(()) => {
                     info!(to = %mail.recipients.join(","), "sent");
+                    // Counted once the store says so: /metrics never shows a mail sent and
+                    // still waiting in the outbox.
+                    app.store.outgoing_sent(mail.id, Utc::now()).await?;
                     Metrics::inc(&metrics().outbox_sent);
-                    app.store.outgoing_sent(mail.id, Utc::now()).await
+                    anyhow::Ok(())
                 }
                 Err(e) => {
                     // The store counts the claim in hand as an attempt.
@@ -49,8 +52,9 @@ async fn send_lane(app: &App, transport: &Transport, worker: &str) -> anyhow::Re
                     let next = (e.transient && attempts < app.config.outbox.max_attempts)
                         .then(|| Utc::now() + chrono::Duration::from_std(retry_delay(&app.config, attempts)).unwrap_or_default());
                     warn!(attempts, transient = e.transient, dead = next.is_none(), "send failed: {}", e.message);
+                    app.store.outgoing_failed(mail.id, &e.message, next).await?;
                     Metrics::inc(if next.is_some() { &metrics().outbox_retries } else { &metrics().outbox_dead });
-                    app.store.outgoing_failed(mail.id, &e.message, next).await
+                    anyhow::Ok(())
                 }
             }
         }
