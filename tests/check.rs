@@ -158,6 +158,12 @@ fn late_by_the_received_header_and_by_the_server_time() {
     let raw = fixtures::submission(&u, MailClient::Outlook);
     let o = process_with(&raw, &config_for(&u), |c| c.received_at = Some(chrono::DateTime::parse_from_rfc3339("2020-09-26T00:00:00+08:00").unwrap()));
     assert_only(&o, Code::SubmissionLate);
+    // A receipt stamped in UTC is said in Beijing time, as the deadline is.
+    let utc = SubmissionOptions { received: Some("Fri, 25 Sep 2020 16:05:00 +0000".into()), ..Default::default() };
+    let o = process(&u, &fixtures::submission_with(&u, MailClient::AppleMail, &utc));
+    assert_only(&o, Code::SubmissionLate);
+    assert!(o.findings[0].message.contains("本邮件于2020年09月26日 00:05送达"), "{}", o.findings[0].message);
+    assert_eq!(o.findings[0].found, "2020-09-26T00:05:00+08:00");
 }
 
 #[test]
@@ -691,4 +697,29 @@ fn one_document_with_the_form_and_the_materials_serves_as_both() {
         let doc = studio_intake::core::grid::read("a.docx", &fixtures::approval_form_docx(s, tool), &Default::default(), converters()).unwrap();
         assert!(studio_intake::core::forms::materials_after_form("a.docx", &doc).is_none(), "{tool:?}");
     }
+}
+
+/// Photos named by a word of their studio's company only (`电力公司工作室场景照.jpg`), as a
+/// person names them when the unit's studios are in different companies.
+#[test]
+fn photos_named_by_a_word_of_their_company() {
+    let u = unit(2);
+    let pairs = |s: &str| -> Vec<String> {
+        let c: Vec<char> = s.chars().collect();
+        c.windows(2).map(|w| w.iter().collect()).collect()
+    };
+    let (a, b) = (pairs(&u.studios[0].unit), pairs(&u.studios[1].unit));
+    let word = |own: &[String], other: &[String]| own.iter().find(|w| !other.contains(w) && !w.contains("公司") && !w.contains("有限")).cloned().unwrap();
+    let words = [word(&a, &b), word(&b, &a)];
+    let raw = mail_with(&u, MailClient::Foxmail, &SubmissionOptions::default(), |m| {
+        let mut k = 0;
+        for (name, _) in m.attachments.iter_mut().filter(|(n, _)| n.ends_with(".jpg") || n.ends_with(".jpeg")) {
+            *name = format!("{}公司工作室场景照.jpg", words[k]);
+            k += 1;
+        }
+        assert_eq!(k, 2);
+    });
+    let o = process(&u, &raw);
+    assert_clean(&u, &o, &format!("photos named {words:?}"));
+    assert_eq!(o.verdict(), Verdict::Accepted, "{}", show(&o));
 }

@@ -171,7 +171,10 @@ fn late_mails_questions_cover_letters_and_links_change_nothing() {
     assert!(!late.applied && late.changes.is_empty() && late.is_late());
     assert_eq!(late.verdict(), Verdict::Rejected);
     assert!(late.standing.complete(), "the on-time parts stay current");
-    assert!(reply_text(&late, &config).contains("未计入"));
+    let text = reply_text(&late, &config);
+    assert!(text.contains("未计入"));
+    // Nothing to correct now: the problems of its files are for the record.
+    assert!(!text.contains("需要补发或更正"), "{text}");
     // A question, a thank-you.
     let question = judge(&config, &mail(&full, 2, vec![], "是否收到？", "请问材料是否收到？谢谢！"), &first.dossier);
     assert_eq!(question.verdict(), Verdict::NotASubmission);
@@ -272,4 +275,145 @@ proptest! {
         let text = reply_text(last, &config);
         prop_assert!(text.contains("均已齐全"), "{}", text);
     }
+}
+
+/// The files of studio `k` of `u` as a unit would name them: company, leader, part.
+fn studio_files(u: &UnitSpec, k: usize) -> Vec<(String, Vec<u8>)> {
+    let s = &u.studios[k];
+    let who = format!("{}{}", s.unit_short(), s.leader);
+    vec![
+        (format!("附件1：{who}劳模创新工作室推荐审批表.docx"), fixtures::approval_form_docx(s, DocTool::Word)),
+        (format!("附件3：{who}劳模创新工作室申报材料.docx"), fixtures::materials_docx(s, 2600, true, DocTool::Word)),
+        (format!("{who}工作室场景照.jpg"), fixtures::photo_jpeg(1600, 1200)),
+    ]
+}
+
+/// 附件2 of `u` listing the studios `order` (by index), ranked in that order.
+fn summary_of(u: &UnitSpec, order: &[usize]) -> (String, Vec<u8>) {
+    let mut listed = u.clone();
+    listed.studios = order.iter().map(|&k| u.studios[k].clone()).collect();
+    ("附件2-推荐汇总表.xlsx".to_owned(), fixtures::summary_table_xlsx(&listed, fixtures::SheetTool::Excel))
+}
+
+/// One leader, two studios of the unit in two companies (a 劳模 who leads a studio at each):
+/// never one studio, whatever the order of the mails and of the 附件2's rows.
+#[test]
+fn one_leader_in_two_companies_is_two_studios() {
+    let mut u = UnitSpec::sample(3, 2);
+    let (a, b) = (u.studios[0].leader.clone(), u.studios[1].leader.clone());
+    u.studios[1].name = u.studios[1].name.replace(&b, &a);
+    u.studios[1].leader = a.clone();
+    let config = config_for(&u);
+    let (_, full) = two_studio_unit();
+    let mut first = studio_files(&u, 0);
+    first.push(summary_of(&u, &[0]));
+    let mut outcomes = campaign(&config, &[mail(&full, 1, first, "申报", ""), mail(&full, 2, studio_files(&u, 1), "第二个工作室", "")]);
+    let second = outcomes.pop().unwrap();
+    assert_eq!(second.dossier.studios.len(), 2, "{:#?}", second.dossier.studios.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert!(second.changes.iter().all(|c| c.replaced.is_none()), "nothing of the first studio replaced: {:?}", second.changes);
+    let first_studio = second.dossier.studios.iter().find(|s| s.name == u.studios[0].name).unwrap();
+    assert!(first_studio.form.is_some() && first_studio.materials.is_some() && first_studio.photo.is_some());
+    let codes: Vec<Code> = second.findings.iter().filter(|f| f.on_file).map(|f| f.code).collect();
+    assert_eq!(codes, [Code::SummaryUnlistedStudio], "{:#?}", second.findings);
+    // The 附件2 that lists both, the second studio first: each row goes to its own studio.
+    let third = judge(&config, &mail(&full, 3, vec![summary_of(&u, &[1, 0])], "更新汇总表", ""), &second.dossier);
+    assert_eq!(third.verdict(), Verdict::Accepted, "{:#?}", third.findings);
+    let rank = |k: usize| third.standing.studios.iter().find(|s| s.name == u.studios[k].name).and_then(|s| s.rank);
+    assert_eq!((rank(1), rank(0)), (Some(1), Some(2)));
+    // All in one mail, files in one order and rows in the other.
+    let mut all = studio_files(&u, 0);
+    all.extend(studio_files(&u, 1));
+    all.push(summary_of(&u, &[1, 0]));
+    let once = judge(&config, &mail(&full, 4, all, "申报", ""), &Dossier::default());
+    assert_eq!(once.verdict(), Verdict::Accepted, "{:#?}", once.findings);
+    assert_eq!(signed_off(&once), signed_off(&third));
+}
+
+/// A typo in the leader's name, written into the studio's name too, corrected by a new 附件1
+/// and then a new 附件2: one studio, renamed — not a phantom beside the real one.
+#[test]
+fn a_corrected_leader_name_renames_the_studio() {
+    let u = UnitSpec::sample(3, 2);
+    let mut typo = u.clone();
+    let right = u.studios[0].leader.clone();
+    let wrong: String = right.chars().take(1).chain("建图".chars()).collect();
+    typo.studios[0].name = typo.studios[0].name.replace(&right, &wrong);
+    typo.studios[0].leader = wrong;
+    let config = config_for(&u);
+    let (_, full) = two_studio_unit();
+    let mut first = studio_files(&typo, 0);
+    first.extend(studio_files(&typo, 1));
+    first.push(summary_of(&typo, &[0, 1]));
+    let (form_name, form) = studio_files(&u, 0).swap_remove(0);
+    let outcomes = campaign(
+        &config,
+        &[mail(&full, 1, first, "申报", ""), mail(&full, 2, vec![(form_name, form)], "更正带头人姓名", ""), mail(&full, 3, vec![summary_of(&u, &[0, 1])], "更正汇总表", "")],
+    );
+    let names = |o: &Outcome| o.dossier.studios.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(outcomes[0].verdict(), Verdict::Accepted, "{:#?}", outcomes[0].findings);
+    assert_eq!(names(&outcomes[1]), [u.studios[0].name.clone(), u.studios[1].name.clone()]);
+    let last = &outcomes[2];
+    assert_eq!(names(last), [u.studios[0].name.clone(), u.studios[1].name.clone()]);
+    assert_eq!(last.verdict(), Verdict::Accepted, "{:#?}", last.findings);
+    assert!(last.standing.complete());
+}
+
+/// A mail applied after a later one (a held mail confirmed once the unit had already sent a
+/// correction): it fills what is missing and never undoes the correction.
+#[test]
+fn a_mail_applied_late_never_undoes_a_later_correction() {
+    let (mut u, full) = two_studio_unit();
+    let config = config_for(&u);
+    let everything = mail(&full, 1, full.attachments.clone(), "申报", "");
+    u.studios[0].members += 1;
+    u.studios[0].male += 1;
+    u.studios[0].bachelor += 1;
+    let (a1_name, _) = file(&full, "审批表", 0);
+    let correction = mail(&full, 2, vec![(a1_name, fixtures::approval_form_docx(&u.studios[0], DocTool::Word))], "更正审批表", "");
+    // The correction (16 Sep) is on file first; the full set of 15 Sep is applied after it.
+    let outcomes = campaign(&config, &[correction, everything]);
+    let last = &outcomes[1];
+    let studio = last.dossier.studios.iter().find(|s| s.name == u.studios[0].name).unwrap();
+    assert_eq!(studio.form.as_ref().unwrap().from.message_id.as_deref(), Some("<part-2@example.cn>"), "the correction stays current");
+    assert!(studio.materials.is_some() && studio.photo.is_some() && last.dossier.summary.is_some(), "the rest is filled in");
+    let kept = last.changes.iter().find(|c| c.part == Part::ApprovalForm && c.studio.as_deref() == Some(u.studios[0].name.as_str())).unwrap();
+    assert!(kept.newer_on_file.is_some() && kept.replaced.is_none(), "{kept:?}");
+    let text = reply_text(last, &config);
+    assert!(text.contains("收到的版本更新，以其为准"), "{text}");
+    // The members on file are the corrected ones (the 附件2 of the older mail now disagrees).
+    assert!(last.findings.iter().any(|f| f.on_file && f.code == Code::SummaryMismatch), "{:#?}", last.findings);
+}
+
+/// A new 附件2 without a studio whose files all came before it: the unit took the studio off
+/// its list. It leaves the unit's studios and the consolidated table (kept in the history),
+/// the unit can be complete, and a later 附件2 that lists it again brings it back. A studio
+/// whose files come after the 附件2 is one the unit forgot to list.
+#[test]
+fn a_studio_left_off_a_newer_summary_table_is_withdrawn() {
+    let (u, full) = two_studio_unit();
+    let config = config_for(&u);
+    let mut all = studio_files(&u, 0);
+    all.extend(studio_files(&u, 1));
+    all.push(summary_of(&u, &[0, 1]));
+    let outcomes = campaign(
+        &config,
+        &[mail(&full, 1, all, "申报", ""), mail(&full, 2, vec![summary_of(&u, &[0])], "撤回一个工作室", "撤回第二个工作室"), mail(&full, 3, vec![summary_of(&u, &[0, 1])], "恢复", "")],
+    );
+    let withdrawn = &outcomes[1];
+    assert_eq!(withdrawn.verdict(), Verdict::Accepted, "{:#?}", withdrawn.findings);
+    assert!(withdrawn.standing.complete());
+    assert_eq!(withdrawn.standing.withdrawn, [u.studios[1].name.clone()]);
+    assert_eq!(withdrawn.dossier.studios.len(), 2, "nothing deleted");
+    let (rows, _) = signed_off(withdrawn);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(reply_text(withdrawn, &config).contains("视为撤回"));
+    let back = &outcomes[2];
+    assert!(back.standing.withdrawn.is_empty() && back.standing.studios.len() == 2 && back.standing.complete());
+    // Files that come after the 附件2 that omits their studio: not withdrawn, unlisted.
+    let mut first = studio_files(&u, 0);
+    first.push(summary_of(&u, &[0]));
+    let late_studio = campaign(&config, &[mail(&full, 1, first, "申报", ""), mail(&full, 2, studio_files(&u, 1), "补充", "")]);
+    let codes: Vec<Code> = late_studio[1].findings.iter().filter(|f| f.on_file).map(|f| f.code).collect();
+    assert_eq!(codes, [Code::SummaryUnlistedStudio]);
+    assert!(late_studio[1].standing.withdrawn.is_empty());
 }

@@ -152,6 +152,22 @@ pub struct Change {
     /// A part of an earlier mail that waited for its studio and found it with this mail.
     #[serde(default)]
     pub earlier: bool,
+    /// The part on file came from a mail received after this one (a held mail applied once
+    /// the unit had sent a correction): it stays current, this one is kept in the history.
+    #[serde(default)]
+    pub newer_on_file: Option<Provenance>,
+}
+
+/// Puts `part` in `slot` unless the part there was received after it (a mail applied late,
+/// such as a held mail confirmed after the unit's correction, never undoes the correction).
+/// Returns (the version it replaced, the newer version it left in place).
+fn place<T>(slot: &mut Option<OnFile<T>>, part: T, from: Provenance) -> (Option<Provenance>, Option<Provenance>) {
+    if let (Some(on_file), Some(new)) = (slot.as_ref(), from.received_at)
+        && on_file.from.received_at.is_some_and(|t| t > new)
+    {
+        return (None, Some(on_file.from.clone()));
+    }
+    (slot.replace(OnFile { part, from }).map(|o| o.from), None)
 }
 
 impl Dossier {
@@ -223,11 +239,14 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
         file: file.to_owned(),
     };
     if let Some(table) = mail.summaries.first() {
-        let replaced = d.summary.replace(OnFile { part: table.clone(), from: from(&table.file) }).map(|o| o.from);
-        changes.push(Change { studio: None, part: Part::SummaryTable, file: table.file.clone(), replaced, earlier: false });
+        let (replaced, newer_on_file) = place(&mut d.summary, table.clone(), from(&table.file));
+        changes.push(Change { studio: None, part: Part::SummaryTable, file: table.file.clone(), replaced, earlier: false, newer_on_file });
     }
     for s in mail.studios.iter().filter(|s| s.has_files()) {
-        let k = match s.on_file {
+        // A studio on file under exactly this name is this one, whatever the grouping
+        // matched: a corrected name never lands on a second studio of the same name.
+        let exact = d.studios.iter().position(|x| squash(&x.name) == squash(&s.name));
+        let k = match exact.or(s.on_file) {
             Some(k) if k < d.studios.len() => k,
             _ => {
                 d.studios.push(DossierStudio::new(s.name.clone()));
@@ -237,22 +256,24 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
         let ds = &mut d.studios[k];
         if let Some(f) = s.form {
             let form = &mail.forms[f];
-            // A corrected form may correct the studio's name too.
-            ds.name = s.name.clone();
-            ds.leader = s.leader.clone().or(ds.leader.take());
-            ds.unit = s.unit.clone().or(ds.unit.take());
-            let replaced = ds.form.replace(OnFile { part: form.clone(), from: from(&form.file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::ApprovalForm, file: form.file.clone(), replaced, earlier: false });
+            let (replaced, newer_on_file) = place(&mut ds.form, form.clone(), from(&form.file));
+            if newer_on_file.is_none() {
+                // A corrected form may correct the studio's name too.
+                ds.name = s.name.clone();
+                ds.leader = s.leader.clone().or(ds.leader.take());
+                ds.unit = s.unit.clone().or(ds.unit.take());
+            }
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::ApprovalForm, file: form.file.clone(), replaced, earlier: false, newer_on_file });
         }
         if let Some(&n) = s.not_typed.iter().find(|&&n| mail.not_typed[n].kind == Kind::ApprovalForm) {
             let scan = &mail.not_typed[n];
-            let replaced = ds.scan.replace(OnFile { part: scan.clone(), from: from(&scan.file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Scan, file: scan.file.clone(), replaced, earlier: false });
+            let (replaced, newer_on_file) = place(&mut ds.scan, scan.clone(), from(&scan.file));
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Scan, file: scan.file.clone(), replaced, earlier: false, newer_on_file });
         }
         if let Some(&m) = s.materials.first() {
             let materials = &mail.materials[m];
-            let replaced = ds.materials.replace(OnFile { part: materials.clone(), from: from(&materials.file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Materials, file: materials.file.clone(), replaced, earlier: false });
+            let (replaced, newer_on_file) = place(&mut ds.materials, materials.clone(), from(&materials.file));
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Materials, file: materials.file.clone(), replaced, earlier: false, newer_on_file });
         }
         let photo = s
             .photos
@@ -260,8 +281,8 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
             .map(|&p| (PhotoPart::Readable(mail.photos[p].clone()), mail.photos[p].file.clone()))
             .or_else(|| s.bad_photos.first().map(|&b| (PhotoPart::Unreadable(mail.bad_photos[b].clone()), mail.bad_photos[b].file.clone())));
         if let Some((part, file)) = photo {
-            let replaced = ds.photo.replace(OnFile { part, from: from(&file) }).map(|o| o.from);
-            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Photo, file, replaced, earlier: false });
+            let (replaced, newer_on_file) = place(&mut ds.photo, part, from(&file));
+            changes.push(Change { studio: Some(ds.name.clone()), part: Part::Photo, file, replaced, earlier: false, newer_on_file });
         }
     }
     // Parts of this mail whose studio is not known yet wait in the dossier.
@@ -269,7 +290,7 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
     for (k, p) in mail.photos.iter().enumerate().filter(|&(k, _)| !owned(|s| &s.photos, k)) {
         let hints = mail.attachments.get(mail.photo_of.get(k).copied().unwrap_or(usize::MAX)).map(|a| a.hints.clone()).unwrap_or_default();
         d.pending.push(Pending { part: PendingPart::Photo(PhotoPart::Readable(p.clone())), hints, from: from(&p.file) });
-        changes.push(Change { studio: None, part: Part::Photo, file: p.file.clone(), replaced: None, earlier: false });
+        changes.push(Change { studio: None, part: Part::Photo, file: p.file.clone(), replaced: None, earlier: false, newer_on_file: None });
     }
     for (k, b) in mail.bad_photos.iter().enumerate().filter(|&(k, _)| !owned(|s| &s.bad_photos, k)) {
         let hints = mail.attachments.get(mail.bad_photo_of.get(k).copied().unwrap_or(usize::MAX)).map(|a| a.hints.clone()).unwrap_or_default();
@@ -278,7 +299,7 @@ pub fn merge(on_file: &Dossier, mail: &Submission, source: &MailSource) -> (Doss
     for (k, m) in mail.materials.iter().enumerate().filter(|&(k, _)| !owned(|s| &s.materials, k)) {
         let hints = mail.attachments.get(mail.material_of.get(k).copied().unwrap_or(usize::MAX)).map(|a| a.hints.clone()).unwrap_or_default();
         d.pending.push(Pending { part: PendingPart::Materials(m.clone()), hints, from: from(&m.file) });
-        changes.push(Change { studio: None, part: Part::Materials, file: m.file.clone(), replaced: None, earlier: false });
+        changes.push(Change { studio: None, part: Part::Materials, file: m.file.clone(), replaced: None, earlier: false, newer_on_file: None });
     }
     place_pending(&mut d, &mut changes);
     (d, changes)
@@ -333,7 +354,7 @@ fn record_placed(changes: &mut Vec<Change>, studio: &str, part: Part, file: Stri
     if let Some(c) = changes.iter_mut().find(|c| c.studio.is_none() && c.part == part && c.file == file) {
         c.studio = Some(studio.to_owned());
     } else {
-        changes.push(Change { studio: Some(studio.to_owned()), part, file, replaced: None, earlier });
+        changes.push(Change { studio: Some(studio.to_owned()), part, file, replaced: None, earlier, newer_on_file: None });
     }
 }
 
@@ -342,6 +363,40 @@ fn record_placed(changes: &mut Vec<Change>, studio: &str, part: Part, file: Stri
 /// `mail` lends its unreadable files: a studio whose 附件3 came unreadable in this mail is
 /// told that, not "missing".
 pub fn view(d: &Dossier, mail: Option<&Submission>) -> Submission {
+    let v = view_of(d, mail);
+    let withdrawn = withdrawn_studios(d, &v);
+    if withdrawn.is_empty() {
+        return v;
+    }
+    let kept = Dossier {
+        studios: d.studios.iter().enumerate().filter(|(k, _)| !withdrawn.contains(k)).map(|(_, s)| s.clone()).collect(),
+        ..d.clone()
+    };
+    let mut v = view_of(&kept, mail);
+    v.withdrawn = withdrawn.iter().map(|&k| d.studios[k].name.clone()).collect();
+    v
+}
+
+/// Studios on file that the unit's current 附件2 does not list although it came after every
+/// file of theirs: the unit took them off its list, as a new stamped 汇总表 says. They leave
+/// the unit's studios (kept in the history; a later 附件2 that lists them again brings them
+/// back). A studio whose files came with or after the 附件2 is one it forgot to list
+/// (`summary.unlisted_studio`).
+fn withdrawn_studios(d: &Dossier, v: &Submission) -> Vec<usize> {
+    let Some(listed_at) = d.summary.as_ref().and_then(|t| t.from.received_at) else { return Vec::new() };
+    d.studios
+        .iter()
+        .enumerate()
+        .filter(|(_, ds)| {
+            let unlisted = v.studios.iter().any(|s| s.name == ds.name && s.row.is_none());
+            let files = ds.files();
+            unlisted && !files.is_empty() && files.iter().all(|(_, from)| from.received_at.is_some_and(|t| t < listed_at))
+        })
+        .map(|(k, _)| k)
+        .collect()
+}
+
+fn view_of(d: &Dossier, mail: Option<&Submission>) -> Submission {
     let mut v = Submission::default();
     for ds in &d.studios {
         let mut s = Studio::new(ds.name.clone());
@@ -390,10 +445,11 @@ pub fn view(d: &Dossier, mail: Option<&Submission>) -> Submission {
     }
     if let Some(t) = &d.summary {
         v.summaries.push(t.part.clone());
+        let names: Vec<String> = t.part.rows.iter().map(|row| row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned()).collect();
+        let named: Vec<submission::Named<'_>> = t.part.rows.iter().zip(&names).map(|(row, name)| submission::row_named(row, name)).collect();
+        let pairs = submission::pair_up(&v.studios, &named, |s| s.row.is_none());
         for (r, row) in t.part.rows.iter().enumerate() {
-            let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
-            let leader = row.get(FieldKey::Leader).map(str::trim);
-            let k = match v.studios.iter().position(|s| s.row.is_none() && submission::same_studio(s, &name, leader)) {
+            let k = match pairs[r] {
                 Some(k) => k,
                 None => {
                     let mut s = submission::expected_studio(row);
@@ -442,6 +498,8 @@ impl StudioStanding {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Standing {
     pub studios: Vec<StudioStanding>,
+    /// Studios on file that the current 附件2 no longer lists (see [`view`]).
+    pub withdrawn: Vec<String>,
     pub has_summary_table: bool,
     /// Open errors that belong to no studio (e.g. the 附件2 header).
     pub unit_errors: usize,
@@ -473,5 +531,5 @@ pub fn standing(d: &Dossier, v: &Submission, findings: &[Finding]) -> Standing {
             }
         })
         .collect();
-    Standing { studios, has_summary_table: !v.summaries.is_empty(), unit_errors: errors(None) }
+    Standing { studios, withdrawn: v.withdrawn.clone(), has_summary_table: !v.summaries.is_empty(), unit_errors: errors(None) }
 }

@@ -81,6 +81,12 @@ fn verdict_line(o: &Outcome) -> &'static str {
     }
 }
 
+/// The heading of the errors: for a late mail they are what its files hold, for the record —
+/// nothing the unit can still correct.
+fn errors_title(o: &Outcome) -> &'static str {
+    if o.is_late() { "逾期邮件及其所附文件的问题（仅供参考，均未计入）" } else { "需要补发或更正的问题" }
+}
+
 /// What to do next.
 fn next_step(o: &Outcome) -> Option<String> {
     match o.verdict() {
@@ -143,7 +149,9 @@ fn brought_lines(o: &Outcome, tz: chrono_tz::Tz) -> Vec<String> {
         .iter()
         .map(|c| {
             let who = c.studio.as_deref().map(|s| format!("【{s}】")).unwrap_or_default();
-            let note = if c.earlier {
+            let note = if let Some(newer) = &c.newer_on_file {
+                format!("（{}收到的版本更新，以其为准；本件已存档）", day(newer.received_at, tz))
+            } else if c.earlier {
                 "（此前已收到，现归入该工作室）".to_owned()
             } else if c.studio.is_none() && c.part != super::dossier::Part::SummaryTable {
                 "（暂不能确定属于哪个工作室，已保留；收到该工作室的审批表或汇总表后自动归入，也可在文件名中写明工作室或带头人姓名后补发）".to_owned()
@@ -167,8 +175,14 @@ fn brought_lines(o: &Outcome, tz: chrono_tz::Tz) -> Vec<String> {
 }
 
 /// One line per studio of the unit: its parts on file and whether it is complete.
+/// A studio the unit's current 附件2 no longer lists.
+fn withdrawn_line(name: &str) -> String {
+    format!("{name}：本单位最新的推荐汇总表已不再列入，视为撤回，不计入汇总（如仍推荐，请在汇总表中补列该工作室）")
+}
+
 fn standing_lines(o: &Outcome) -> Vec<String> {
     let mark = |b: bool| if b { "✓" } else { "✗缺" };
+    let withdrawn = o.standing.withdrawn.iter().map(|name| withdrawn_line(name));
     o.standing
         .studios
         .iter()
@@ -191,6 +205,7 @@ fn standing_lines(o: &Outcome) -> Vec<String> {
                 if s.photo_inside { "（取自文档中的图片）" } else { "" }
             )
         })
+        .chain(withdrawn)
         .collect()
 }
 
@@ -237,7 +252,13 @@ pub fn reply(o: &Outcome, policy: &Policy) -> Reply {
         Verdict::Accepted => t.push_str(&format!("另有 {} 条提醒，无需重新发送。\n\n", warnings.len())),
         Verdict::Rejected | Verdict::NotASubmission => t.push_str(&format!(
             "{}{}\n\n",
-            if errors.is_empty() { String::new() } else { format!("共 {} 个需要补发或更正的问题", errors.len()) },
+            if errors.is_empty() {
+                String::new()
+            } else if o.is_late() {
+                "邮件逾期送达，所附材料未计入".to_owned()
+            } else {
+                format!("共 {} 个需要补发或更正的问题", errors.len())
+            },
             if warnings.is_empty() { String::new() } else { format!("{}{} 条提醒", if errors.is_empty() { "" } else { "、" }, warnings.len()) }
         )),
     }
@@ -260,7 +281,7 @@ pub fn reply(o: &Outcome, policy: &Policy) -> Reply {
     }
     t.push('\n');
     if !errors.is_empty() {
-        heading(&mut t, "需要补发或更正的问题");
+        heading(&mut t, errors_title(o));
         for (i, f) in errors.iter().enumerate() {
             push_item(&mut t, i + 1, f);
         }
@@ -487,8 +508,9 @@ fn html_reply(
     h.push_str(&format!("<p>{}：</p>", escape(greeting)));
     h.push_str(&format!("<p>您于{}发送的邮件《{}》已收到。系统自动审核结果：</p>", escape(when), escape(original)));
     h.push_str(&format!(
-        "<table cellpadding=\"8\" cellspacing=\"0\" style=\"border:1px solid {colour};background:{bg}\"><tr><td style=\"color:{colour};font-size:16px;font-weight:bold\">{}</td><td>需补发或更正：{} 项　提醒：{} 项</td></tr></table>",
+        "<table cellpadding=\"8\" cellspacing=\"0\" style=\"border:1px solid {colour};background:{bg}\"><tr><td style=\"color:{colour};font-size:16px;font-weight:bold\">{}</td><td>{}：{} 项　提醒：{} 项</td></tr></table>",
         escape(headline),
+        if o.is_late() { "问题（仅供参考）" } else { "需补发或更正" },
         errors.len(),
         warnings.len()
     ));
@@ -523,6 +545,9 @@ fn html_reply(
         }
         h.push_str("</table>");
     }
+    for name in &o.standing.withdrawn {
+        h.push_str(&format!("<p>{}。</p>", escape(&withdrawn_line(name))));
+    }
     let section = |h: &mut String, title: &str, items: &[&Finding]| {
         if items.is_empty() {
             return;
@@ -542,7 +567,7 @@ fn html_reply(
         }
         h.push_str("</table>");
     };
-    section(&mut h, "需要补发或更正的问题", errors);
+    section(&mut h, errors_title(o), errors);
     section(&mut h, "提醒（无需重新发送）", warnings);
     if let Some(step) = next_step(o) {
         h.push_str(&format!("<p>{}</p>", escape(&step)));

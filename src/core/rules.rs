@@ -52,15 +52,19 @@ pub fn mail_rules(mail: &Submission, ctx: &RuleContext) -> Vec<Finding> {
     if let Some(at) = ctx.received_at
         && at > policy.deadline
     {
+        // In the campaign's time zone, as the notice states the deadline: a server's +0000
+        // receipt of 00:05 Beijing time is 26 September, not 25 September 16:05.
+        let at = at.with_timezone(&policy.timezone).fixed_offset();
+        let deadline = policy.deadline.with_timezone(&policy.timezone).fixed_offset();
         out.push(
             Finding::new(Code::SubmissionLate)
                 .at("邮件接收时间")
                 .found(at.to_rfc3339())
-                .expected(format!("不晚于 {}", policy.deadline.to_rfc3339()))
+                .expected(format!("不晚于 {}", deadline.to_rfc3339()))
                 .says(format!(
                     "本邮件于{}送达，已超过报送截止时间{}，邮件中的材料未计入本单位的申报（此前按时报送的材料不受影响）。",
                     at.format("%Y年%m月%d日 %H:%M"),
-                    policy.deadline.format("%Y年%m月%d日 %H:%M")
+                    deadline.format("%Y年%m月%d日 %H:%M")
                 )),
         );
     }

@@ -147,6 +147,10 @@ pub struct Submission {
     pub bad_photos: Vec<BadPhoto>,
     pub not_typed: Vec<NotTyped>,
     pub studios: Vec<Studio>,
+    /// Studios of the dossier the unit's current 附件2 no longer lists, though it came after
+    /// every file of theirs: taken off the unit's list (see [`super::dossier::view`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<String>,
     /// Index in `attachments` of each item of `materials`, `photos`, `bad_photos`, `not_typed`.
     #[serde(skip)]
     pub(crate) material_of: Vec<usize>,
@@ -332,19 +336,109 @@ fn image_by_name(name: &str) -> bool {
     [".jpg", ".jpeg", ".png", ".heic", ".heif", ".bmp", ".gif", ".webp", ".tif", ".tiff"].iter().any(|e| lower.ends_with(e))
 }
 
-pub(crate) fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
-    let n = squash(name);
-    if !n.is_empty() && squash(&a.name) == n {
-        return true;
-    }
-    if let (Some(x), Some(y)) = (a.leader.as_deref(), leader)
-        && squash(x) == squash(y)
-        && !squash(x).is_empty()
-    {
-        return true;
+/// Who a studio is, as a form, a 附件2 row or the dossier names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Named<'a> {
+    pub name: &'a str,
+    pub leader: Option<&'a str>,
+    /// 创新工作室所属单位名称.
+    pub unit: Option<&'a str>,
+}
+
+/// How surely `a` is the studio `b` names, as a person sorting the forms would judge it;
+/// 0 = another studio. The same name; a name written shorter or longer; a name corrected by
+/// a character or two (a typo, often in the leader's name inside it) within the same 所属单位;
+/// the same leader within the same 所属单位. One leader may lead two studios of one unit in
+/// different companies: the leader alone never makes them one.
+pub(crate) fn match_strength(a: &Studio, b: Named<'_>) -> u8 {
+    let n = squash(b.name);
+    let own = squash(&a.name);
+    if !n.is_empty() && own == n {
+        return 4;
     }
     let short = a.short_name();
-    short.chars().count() >= 4 && (n.contains(&short) || squash(&a.name).contains(&n) && n.chars().count() >= 4)
+    if short.chars().count() >= 4 && (n.contains(&short) || own.contains(&n) && n.chars().count() >= 4) {
+        return 3;
+    }
+    let same_unit = units_agree(a.unit.as_deref(), b.unit);
+    if same_unit && n.chars().count() >= 10 && edit_distance(&own, &n) <= 2 {
+        return 2;
+    }
+    let same_leader = matches!((a.leader.as_deref(), b.leader), (Some(x), Some(y)) if !squash(x).is_empty() && squash(x) == squash(y));
+    u8::from(same_leader && same_unit)
+}
+
+/// Which of `candidates` (those `free` allows) each of `named` is, each candidate taken at
+/// most once: the surest pairs first, so a studio is never taken by a weaker match (the same
+/// leader) before its own exact name comes to claim it. Ties go to the earlier ones.
+pub(crate) fn pair_up(candidates: &[Studio], named: &[Named<'_>], free: impl Fn(&Studio) -> bool) -> Vec<Option<usize>> {
+    let mut pairs: Vec<(u8, usize, usize)> = Vec::new();
+    for (j, b) in named.iter().enumerate() {
+        for (i, s) in candidates.iter().enumerate().filter(|(_, s)| free(s)) {
+            let m = match_strength(s, *b);
+            if m > 0 {
+                pairs.push((m, j, i));
+            }
+        }
+    }
+    pairs.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+    let mut out = vec![None; named.len()];
+    let mut taken = vec![false; candidates.len()];
+    for (_, j, i) in pairs {
+        if out[j].is_none() && !taken[i] {
+            out[j] = Some(i);
+            taken[i] = true;
+        }
+    }
+    out
+}
+
+pub(crate) fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
+    match_strength(a, Named { name, leader, unit: None }) > 0
+}
+
+/// Do two 所属单位 name one company? Unknown on either side agrees; otherwise the same name
+/// once the words every company name carries (四川省…, 有限责任公司) are set aside, or one
+/// within the other (`犍为电力公司` is `四川犍为电力有限责任公司`).
+fn units_agree(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a.map(company_core), b.map(company_core)) {
+        (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => x == y || x.contains(&y) || y.contains(&x),
+        _ => true,
+    }
+}
+
+/// A company's name without what every company name carries: `四川犍为电力有限责任公司` →
+/// `犍为电力`.
+fn company_core(unit: &str) -> String {
+    let mut s = squash(unit);
+    for prefix in ["四川省", "四川", "乐山市", "乐山"] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest.to_owned();
+            break;
+        }
+    }
+    for suffix in ["股份有限公司", "有限责任公司", "有限公司", "集团公司", "公司"] {
+        if let Some(rest) = s.strip_suffix(suffix) {
+            s = rest.to_owned();
+            break;
+        }
+    }
+    s
+}
+
+/// Characters to insert, delete or change to turn `a` into `b` (names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut row = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            row[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(row[j] + 1);
+        }
+        prev = row;
+    }
+    prev[b.len()]
 }
 
 /// Which studio each part of the mail is of. The candidates are the studios its forms and
@@ -378,11 +472,11 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
         studios.push(s);
     }
     for (t, table) in sub.summaries.iter().enumerate() {
+        let names: Vec<String> = table.rows.iter().map(|row| row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned()).collect();
+        let named: Vec<Named<'_>> = table.rows.iter().zip(&names).map(|(row, name)| row_named(row, name)).collect();
+        let pairs = pair_up(&studios, &named, |s| s.row.is_none());
         for (r, row) in table.rows.iter().enumerate() {
-            let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
-            let leader = row.get(FieldKey::Leader).map(|l| l.trim());
-            let existing = studios.iter().position(|s| s.row.is_none() && same_studio(s, &name, leader));
-            let s = match existing {
+            let s = match pairs[r] {
                 Some(k) => &mut studios[k],
                 None => {
                     studios.push(expected_studio(row));
@@ -397,8 +491,10 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
     // The dossier's studios: the mail's own studios are matched to them (a corrected form
     // is the same studio), the rest are candidates for unnamed files.
     let mut has_on_file: Vec<(bool, bool)> = vec![(false, false); studios.len()];
+    let named: Vec<Named<'_>> = on_file.iter().map(|k| Named { name: &k.name, leader: k.leader.as_deref(), unit: k.unit.as_deref() }).collect();
+    let pairs = pair_up(&studios, &named, |s| s.on_file.is_none());
     for (k, known) in on_file.iter().enumerate() {
-        match studios.iter().position(|s| s.on_file.is_none() && same_studio(s, &known.name, known.leader.as_deref())) {
+        match pairs[k] {
             Some(i) => {
                 studios[i].on_file = Some(k);
                 has_on_file[i] = (known.has_materials, known.has_photo);
@@ -546,6 +642,11 @@ fn named_studios(hints: &[String]) -> Vec<String> {
 }
 
 /// A studio known only from its 附件2 row (no file of it yet).
+/// A 附件2 row as a name to match (`name` its studio name, trimmed).
+pub(crate) fn row_named<'a>(row: &'a forms::SummaryRow, name: &'a str) -> Named<'a> {
+    Named { name, leader: row.get(FieldKey::Leader).map(str::trim), unit: row.get(FieldKey::Unit).map(str::trim) }
+}
+
 pub(crate) fn expected_studio(row: &forms::SummaryRow) -> Studio {
     let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
     let display = if name.is_empty() { format!("（汇总表{}行未填名称）", row.row_label) } else { name };
@@ -574,4 +675,21 @@ pub(crate) fn studio_for(hints: &[String], studios: &[Studio]) -> Option<usize> 
         .or_else(|| unique(&|s| s.short_name().chars().count() >= 4 && contains(&s.short_name())))
         .or_else(|| unique(&|s| s.leader.as_deref().is_some_and(|l| contains(&squash(l)))))
         .or_else(|| unique(&|s| s.unit.as_deref().is_some_and(|u| squash(u).chars().count() >= 3 && contains(&squash(u)))))
+        .or_else(|| {
+            // A word of one studio's company that no other studio's company has: `电力公司
+            // 工作室场景照` is the photo of 四川犍为电力有限责任公司's studio, not of 犍为县自来水's.
+            let words: Vec<Vec<String>> = studios.iter().map(|s| s.unit.as_deref().map(|u| pairs_of(&company_core(u))).unwrap_or_default()).collect();
+            unique(&|s| {
+                let i = studios.iter().position(|x| std::ptr::eq(x, s)).unwrap_or(usize::MAX);
+                words.get(i).is_some_and(|own| {
+                    own.iter().any(|w| hay.contains(w.as_str()) && words.iter().enumerate().all(|(j, other)| j == i || !other.contains(w)))
+                })
+            })
+        })
+}
+
+/// The two-character words of `s` (`犍为电力` → 犍为, 为电, 电力).
+fn pairs_of(s: &str) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    chars.windows(2).map(|w| w.iter().collect()).collect()
 }

@@ -27,7 +27,8 @@ pub async fn export_files(store: &Store, config: &Config, dir: &Path) -> anyhow:
         if let Some(s) = &d.summary {
             parts.push((unit_dir.clone(), &s.from));
         }
-        for (k, s) in d.studios.iter().enumerate() {
+        // Studios the unit took off its 附件2 are not for the reviewers.
+        for (k, s) in d.studios.iter().enumerate().filter(|(_, s)| !view.withdrawn.contains(&s.name)) {
             let rank = view.studios.iter().find(|v| v.name == s.name).and_then(|v| v.rank);
             let prefix = rank.map(|r| format!("{r:02}")).unwrap_or_else(|| format!("未排序{:02}", k + 1));
             let studio_dir = unit_dir.join(safe_name(&format!("{prefix}-{}", s.name)));
