@@ -254,8 +254,12 @@ proptest! {
         k in 1usize..=5,
         seed in any::<u64>(),
         summary_in in proptest::collection::vec(any::<bool>(), 5),
+        which in 0usize..4,
     ) {
-        let (u, full) = two_studio_unit();
+        // Two or three studios; two of them in one company (峨眉山市自来水公司) for some.
+        let (i, studios) = [(3, 2), (1, 3), (4, 3), (11, 3)][which];
+        let u = UnitSpec::sample(i, studios);
+        let full = fixtures::submission_mail(&u, MailClient::Outlook, &Default::default());
         let config = config_for(&u);
         let n = full.attachments.len();
         let mut rng = seed;

@@ -183,6 +183,7 @@ impl Dossier {
                 name: s.name.clone(),
                 leader: s.leader.clone(),
                 unit: s.unit.clone(),
+                created: s.form.as_ref().and_then(|f| f.part.date(FieldKey::Created)).map(|d| d.iso()),
                 has_form: s.form.is_some(),
                 has_materials: s.materials.is_some(),
                 has_photo: s.photo.is_some() || s.picture_inside().is_some(),
@@ -446,7 +447,9 @@ fn view_of(d: &Dossier, mail: Option<&Submission>) -> Submission {
     if let Some(t) = &d.summary {
         v.summaries.push(t.part.clone());
         let names: Vec<String> = t.part.rows.iter().map(|row| row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned()).collect();
-        let named: Vec<submission::Named<'_>> = t.part.rows.iter().zip(&names).map(|(row, name)| submission::row_named(row, name)).collect();
+        let created: Vec<Option<String>> = t.part.rows.iter().map(submission::row_created).collect();
+        let named: Vec<submission::Named<'_>> =
+            t.part.rows.iter().zip(&names).zip(&created).map(|((row, name), c)| submission::row_named(row, name, c.as_deref())).collect();
         let pairs = submission::pair_up(&v.studios, &named, |s| s.row.is_none());
         for (r, row) in t.part.rows.iter().enumerate() {
             let k = match pairs[r] {

@@ -132,6 +132,8 @@ pub struct StudioOnFile {
     pub name: String,
     pub leader: Option<String>,
     pub unit: Option<String>,
+    /// 创建时间 of its 附件1, as an ISO date.
+    pub created: Option<String>,
     pub has_form: bool,
     pub has_materials: bool,
     pub has_photo: bool,
@@ -343,6 +345,8 @@ pub(crate) struct Named<'a> {
     pub leader: Option<&'a str>,
     /// 创新工作室所属单位名称.
     pub unit: Option<&'a str>,
+    /// 创建时间 as an ISO date.
+    pub created: Option<&'a str>,
 }
 
 /// How surely `a` is the studio `b` names, as a person sorting the forms would judge it;
@@ -361,7 +365,10 @@ pub(crate) fn match_strength(a: &Studio, b: Named<'_>) -> u8 {
         return 3;
     }
     let same_unit = units_agree(a.unit.as_deref(), b.unit);
-    if same_unit && n.chars().count() >= 10 && edit_distance(&own, &n) <= 2 {
+    // Two studios of one company whose leaders' names differ by a character (王刚, 王强) are
+    // two studios: a corrected name is the same studio only with the same 创建时间 too.
+    let same_created = a.created.is_some() && a.created.as_deref() == b.created;
+    if same_unit && same_created && n.chars().count() >= 10 && edit_distance(&own, &n) <= 2 {
         return 2;
     }
     let same_leader = matches!((a.leader.as_deref(), b.leader), (Some(x), Some(y)) if !squash(x).is_empty() && squash(x) == squash(y));
@@ -394,7 +401,7 @@ pub(crate) fn pair_up(candidates: &[Studio], named: &[Named<'_>], free: impl Fn(
 }
 
 pub(crate) fn same_studio(a: &Studio, name: &str, leader: Option<&str>) -> bool {
-    match_strength(a, Named { name, leader, unit: None }) > 0
+    match_strength(a, Named { name, leader, unit: None, created: None }) > 0
 }
 
 /// Do two 所属单位 name one company? Unknown on either side agrees; otherwise the same name
@@ -473,7 +480,8 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
     }
     for (t, table) in sub.summaries.iter().enumerate() {
         let names: Vec<String> = table.rows.iter().map(|row| row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned()).collect();
-        let named: Vec<Named<'_>> = table.rows.iter().zip(&names).map(|(row, name)| row_named(row, name)).collect();
+        let created: Vec<Option<String>> = table.rows.iter().map(row_created).collect();
+        let named: Vec<Named<'_>> = table.rows.iter().zip(&names).zip(&created).map(|((row, name), c)| row_named(row, name, c.as_deref())).collect();
         let pairs = pair_up(&studios, &named, |s| s.row.is_none());
         for (r, row) in table.rows.iter().enumerate() {
             let s = match pairs[r] {
@@ -491,7 +499,8 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
     // The dossier's studios: the mail's own studios are matched to them (a corrected form
     // is the same studio), the rest are candidates for unnamed files.
     let mut has_on_file: Vec<(bool, bool)> = vec![(false, false); studios.len()];
-    let named: Vec<Named<'_>> = on_file.iter().map(|k| Named { name: &k.name, leader: k.leader.as_deref(), unit: k.unit.as_deref() }).collect();
+    let named: Vec<Named<'_>> =
+        on_file.iter().map(|k| Named { name: &k.name, leader: k.leader.as_deref(), unit: k.unit.as_deref(), created: k.created.as_deref() }).collect();
     let pairs = pair_up(&studios, &named, |s| s.on_file.is_none());
     for (k, known) in on_file.iter().enumerate() {
         match pairs[k] {
@@ -503,6 +512,7 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
                 let mut s = Studio::new(known.name.clone());
                 s.leader = known.leader.clone();
                 s.unit = known.unit.clone();
+                s.created = known.created.clone();
                 s.on_file = Some(k);
                 studios.push(s);
                 has_on_file.push((known.has_materials, known.has_photo));
@@ -530,7 +540,8 @@ pub fn group(sub: &mut Submission, on_file: &[StudioOnFile]) {
         }
         let unassigned: Vec<usize> = (0..out.len()).filter(|&k| out[k].is_none()).collect();
         let lacking: Vec<usize> = (0..studios.len()).filter(|&s| !has(s) && !out.contains(&Some(s))).collect();
-        if unassigned.len() == 1 && lacking.len() == 1 {
+        // Unless the file names a studio (`彭静工作室场景照`) that is not the one lacking it.
+        if unassigned.len() == 1 && lacking.len() == 1 && !names_other_studio(&sub.attachments[indexes[unassigned[0]]].hints, &studios[lacking[0]]) {
             out[unassigned[0]] = Some(lacking[0]);
         }
         out
@@ -611,7 +622,16 @@ pub(crate) fn names_other_studio(hints: &[String], s: &Studio) -> bool {
     let named = named_studios(hints);
     let leader = s.leader.as_deref().map(squash).unwrap_or_default();
     !named.is_empty()
-        && !named.iter().any(|n| same_studio(s, n, None) || (leader.chars().count() >= 2 && n.contains(&leader)) || short_name(&s.name).contains(&short_name(n)))
+        && !named.iter().any(|n| {
+            same_studio(s, n, None)
+                || (leader.chars().count() >= 2 && n.contains(&leader))
+                || short_name(&s.name).contains(&short_name(n))
+                // `电力公司工作室`: the studio of a company, named by its company.
+                || s.unit.as_deref().is_some_and(|u| {
+                    let c = company_core(&short_name(n));
+                    c.chars().count() >= 2 && company_core(u).contains(&c)
+                })
+        })
 }
 
 /// The studio names spelled out in hints: the text before each "工作室" back to punctuation,
@@ -641,19 +661,25 @@ fn named_studios(hints: &[String]) -> Vec<String> {
     out
 }
 
-/// A studio known only from its 附件2 row (no file of it yet).
-/// A 附件2 row as a name to match (`name` its studio name, trimmed).
-pub(crate) fn row_named<'a>(row: &'a forms::SummaryRow, name: &'a str) -> Named<'a> {
-    Named { name, leader: row.get(FieldKey::Leader).map(str::trim), unit: row.get(FieldKey::Unit).map(str::trim) }
+/// A 附件2 row as a name to match (`name` its studio name, trimmed; `created` its 创建时间 as
+/// an ISO date, see [`row_created`]).
+pub(crate) fn row_named<'a>(row: &'a forms::SummaryRow, name: &'a str, created: Option<&'a str>) -> Named<'a> {
+    Named { name, leader: row.get(FieldKey::Leader).map(str::trim), unit: row.get(FieldKey::Unit).map(str::trim), created }
 }
 
+/// A 附件2 row's 创建时间 as an ISO date.
+pub(crate) fn row_created(row: &forms::SummaryRow) -> Option<String> {
+    row.get(FieldKey::Created).and_then(text::parse_date).map(|d: PartialDate| d.iso())
+}
+
+/// A studio known only from its 附件2 row (no file of it yet).
 pub(crate) fn expected_studio(row: &forms::SummaryRow) -> Studio {
     let name = row.get(FieldKey::StudioName).unwrap_or("").trim().to_owned();
     let display = if name.is_empty() { format!("（汇总表{}行未填名称）", row.row_label) } else { name };
     let mut s = Studio::new(display);
     s.leader = row.get(FieldKey::Leader).map(|l| l.trim().to_owned());
     s.unit = row.get(FieldKey::Unit).map(|u| u.trim().to_owned());
-    s.created = row.get(FieldKey::Created).and_then(text::parse_date).map(|d: PartialDate| d.iso());
+    s.created = row_created(row);
     s.members = row.get(FieldKey::Members).and_then(text::parse_number).map(|m| m.max(0.0) as u32);
     s
 }
@@ -674,17 +700,25 @@ pub(crate) fn studio_for(hints: &[String], studios: &[Studio]) -> Option<usize> 
     unique(&|s| contains(&squash(&s.name)))
         .or_else(|| unique(&|s| s.short_name().chars().count() >= 4 && contains(&s.short_name())))
         .or_else(|| unique(&|s| s.leader.as_deref().is_some_and(|l| contains(&squash(l)))))
-        .or_else(|| unique(&|s| s.unit.as_deref().is_some_and(|u| squash(u).chars().count() >= 3 && contains(&squash(u)))))
+        // The company says which studio only when the file names no other studio: two
+        // studios of one company are told apart by their own names.
+        .or_else(|| unique(&|s| s.unit.as_deref().is_some_and(|u| squash(u).chars().count() >= 3 && contains(&squash(u)))).filter(|&i| !names_other_studio(hints, &studios[i])))
         .or_else(|| {
             // A word of one studio's company that no other studio's company has: `电力公司
             // 工作室场景照` is the photo of 四川犍为电力有限责任公司's studio, not of 犍为县自来水's.
+            // Only to tell studios of known companies apart (with one candidate every word
+            // is "unique"), and never for a file that names another studio.
             let words: Vec<Vec<String>> = studios.iter().map(|s| s.unit.as_deref().map(|u| pairs_of(&company_core(u))).unwrap_or_default()).collect();
+            if words.iter().filter(|w| !w.is_empty()).count() < 2 {
+                return None;
+            }
             unique(&|s| {
                 let i = studios.iter().position(|x| std::ptr::eq(x, s)).unwrap_or(usize::MAX);
                 words.get(i).is_some_and(|own| {
                     own.iter().any(|w| hay.contains(w.as_str()) && words.iter().enumerate().all(|(j, other)| j == i || !other.contains(w)))
                 })
             })
+            .filter(|&i| !names_other_studio(hints, &studios[i]))
         })
 }
 
