@@ -23,7 +23,7 @@ use studio_intake::config::{Config, OutboxKind, SourceKind, Tls, Unit, UnitKind}
 use studio_intake::core::forms::SUMMARY_COLUMNS;
 use studio_intake::app::App;
 use studio_intake::digest::{self, Clock, Plan, Slot, SlotKind, SlotOutcome, xlsx};
-use studio_intake::fixtures::{self, MailClient, UnitSpec};
+use studio_intake::fixtures::{self, MailClient, SubmissionOptions, UnitSpec};
 use tokio::sync::watch;
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -708,4 +708,30 @@ async fn digest_arrives_through_the_real_smtp_server_with_the_workbook() {
     // Sent, not left in the outbox.
     assert_eq!(app.store.outbox_depth().await.unwrap(), 0);
     app.store.close().await;
+}
+
+/// A unit that sends a new 附件2 without one of its studios took it off its list: the studio
+/// leaves the digest's studios and numbers, and staff see it named as withdrawn.
+#[tokio::test]
+async fn a_withdrawn_studio_is_named_for_staff_and_counted_nowhere() {
+    let s = seed().await;
+    let a = &s.units[0];
+    let mut only_first = a.clone();
+    only_first.studios.truncate(1);
+    let opts = SubmissionOptions { date: Some("Thu, 24 Sep 2020 18:00:00 +0800".into()), received: Some("Thu, 24 Sep 2020 18:00:05 +0800".into()), ..Default::default() };
+    let mut m = fixtures::submission_mail(&only_first, MailClient::Outlook, &opts);
+    m.attachments.retain(|(n, _)| n.contains("汇总表"));
+    m.message_id = "<withdraw@example.cn>".into();
+    let inbox = s._dir.path().join("inbox");
+    std::fs::write(inbox.join("10.eml"), fixtures::build_eml(&m)).unwrap();
+    studio_intake::daemon::run_once(s.config.clone()).await.unwrap();
+    let app = App::build(s.config.clone()).await.unwrap();
+    let now = t("2020-09-25T10:00:00+08:00");
+    let f = digest::gather(&app.store, &app.config, now).await.unwrap();
+    let gone = &a.studios[1].name;
+    assert_eq!(f.withdrawn, [(a.unit.clone(), gone.clone())]);
+    assert!(f.studios.iter().all(|st| &st.name != gone));
+    assert_eq!(unit_row(&f, &a.unit).studios, 1);
+    let text = digest::build(&app.store, &app.config, now).await.unwrap().text;
+    assert!(text.contains("已撤回的工作室") && text.contains(gone.as_str()), "{text}");
 }

@@ -35,6 +35,9 @@ pub struct Facts {
     pub below_minimum: Vec<String>,
     /// Current studios grouped by unit (the order of `units`), then by 序号, then name.
     pub studios: Vec<StudioRow>,
+    /// (unit, studio) of the studios a unit took off its current 附件2: not in `studios` nor
+    /// the consolidated table, kept on file (see [`crate::core::dossier::view`]).
+    pub withdrawn: Vec<(String, String)>,
     pub quota: u32,
     pub min_per_county: u32,
     /// Accepted studios exceed the quota (`campaign.over_quota`).
@@ -192,6 +195,7 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         not_heard_from,
         below_minimum,
         studios,
+        withdrawn: withdrawn(store).await?,
         quota: config.campaign.quota,
         min_per_county: config.campaign.min_per_county,
         over_quota: counts.studios_accepted > i64::from(config.campaign.quota),
@@ -205,6 +209,16 @@ pub async fn gather(store: &Store, config: &Config, now: DateTime<Utc>) -> anyho
         outbox_depth: store.outbox_depth().await?,
         latest_received,
     })
+}
+
+async fn withdrawn(store: &Store) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for version in store.current_dossiers().await? {
+        for name in crate::core::dossier::view(&version.dossier, None).withdrawn {
+            out.push((version.unit.clone(), name));
+        }
+    }
+    Ok(out)
 }
 
 async fn unknown_senders(store: &Store, config: &Config) -> anyhow::Result<Vec<(String, Option<String>)>> {

@@ -183,6 +183,14 @@ fn unprocessed_cells(m: &crate::store::UnprocessedMail, tz: Tz) -> [String; 4] {
     ]
 }
 
+/// The studios units took off their 附件2, for staff signing off the table.
+fn withdrawn_line(f: &Facts) -> Option<String> {
+    (!f.withdrawn.is_empty()).then(|| {
+        let list: Vec<String> = f.withdrawn.iter().map(|(unit, studio)| format!("{unit}·{studio}")).collect();
+        format!("已撤回的工作室（本单位最新的推荐汇总表不再列入，不计入汇总，材料存档）：{}", list.join("、"))
+    })
+}
+
 fn sender_label((address, unit): &(String, Option<String>)) -> String {
     match unit {
         Some(u) => format!("{address}（表格所署单位：{u}）"),
@@ -233,6 +241,9 @@ fn text(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
             Code::UnitBelowMinimum.as_str(),
             f.below_minimum.join("、")
         );
+    }
+    if let Some(line) = withdrawn_line(f) {
+        let _ = writeln!(o, "  {line}");
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "三、尚未报送的单位（{} 个）", f.not_heard_from.len());
@@ -523,6 +534,10 @@ fn html(f: &Facts, config: &Config, label: &str, tz: Tz) -> String {
             ),
             "color:#c55a11;",
         );
+    }
+
+    if let Some(line) = withdrawn_line(f) {
+        para(&mut o, &line, "");
     }
 
     heading(&mut o, &format!("三、尚未报送的单位（{} 个）", f.not_heard_from.len()));
