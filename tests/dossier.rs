@@ -421,3 +421,21 @@ fn a_studio_left_off_a_newer_summary_table_is_withdrawn() {
     assert_eq!(codes, [Code::SummaryUnlistedStudio]);
     assert!(late_studio[1].standing.withdrawn.is_empty());
 }
+
+/// Photos that name no studio, in a mail whose forms came with them: kept, and the reply
+/// asks for names rather than promising they will sort themselves out later.
+#[test]
+fn unnamed_photos_beside_their_forms_are_kept_and_the_reply_asks_for_names() {
+    let (u, full) = two_studio_unit();
+    let config = config_for(&u);
+    let mut files = full.attachments.clone();
+    let mut k = 0;
+    for (name, _) in files.iter_mut().filter(|(n, _)| n.contains("场景照")) {
+        k += 1;
+        *name = format!("IMG_000{k}.jpg");
+    }
+    let o = judge(&config, &mail(&full, 1, files, "申报", ""), &Dossier::default());
+    assert_eq!(o.dossier.pending.len(), 2);
+    let text = reply_text(&o, &config);
+    assert!(text.contains("请在文件名中写明工作室或带头人姓名后补发") && !text.contains("自动归入"), "{text}");
+}

@@ -607,6 +607,16 @@ impl<'l> Walker<'l> {
                 let index = self.out.len();
                 self.out.push(att);
                 self.expand_container(index, level, nest, |walker, data| tnef::expand(data, walker.limits));
+                // The sender attached files, not a winmail.dat (Outlook made it on the way
+                // out): what it holds goes by the names the sender gave, where it stood.
+                let container = self.out[index].name.clone();
+                let parent = container.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
+                let inside = format!("{container}/");
+                for member in self.out.iter_mut().skip(index + 1) {
+                    if let Some(own) = member.name.strip_prefix(&inside) {
+                        member.name = format!("{parent}{own}");
+                    }
+                }
             }
             Kind::Message => self.nested_message(att, level, nest),
             Kind::Unsupported(format) => {

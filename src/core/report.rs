@@ -154,7 +154,12 @@ fn brought_lines(o: &Outcome, tz: chrono_tz::Tz) -> Vec<String> {
             } else if c.earlier {
                 "（此前已收到，现归入该工作室）".to_owned()
             } else if c.studio.is_none() && c.part != super::dossier::Part::SummaryTable {
-                "（暂不能确定属于哪个工作室，已保留；收到该工作室的审批表或汇总表后自动归入，也可在文件名中写明工作室或带头人姓名后补发）".to_owned()
+                if o.submission.forms.is_empty() && o.submission.summaries.is_empty() {
+                    "（暂不能确定属于哪个工作室，已保留；收到该工作室的审批表或汇总表后自动归入，也可在文件名中写明工作室或带头人姓名后补发）".to_owned()
+                } else {
+                    // The forms came with it and still did not tell: waiting will not help.
+                    "（未能确定属于哪个工作室，已保留；请在文件名中写明工作室或带头人姓名后补发）".to_owned()
+                }
             } else {
                 c.replaced.as_ref().map(|r| format!("（替代{}收到的版本）", day(r.received_at, tz))).unwrap_or_default()
             };
@@ -245,7 +250,7 @@ pub fn reply(o: &Outcome, policy: &Policy) -> Reply {
 
     let mut t = String::new();
     t.push_str(&format!("{greeting}：\n\n"));
-    t.push_str(&format!("您于{when}发送的邮件《{original}》已收到。系统自动审核结果：\n\n"));
+    t.push_str(&format!("您发送的邮件《{original}》已于{when}收到。系统自动审核结果：\n\n"));
     t.push_str(&format!("  ■ {headline}。"));
     match o.verdict() {
         Verdict::Accepted if warnings.is_empty() => t.push_str("材料齐全，无需再发。\n\n"),
@@ -506,7 +511,7 @@ fn html_reply(
     let mut h = String::new();
     h.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:'Microsoft YaHei',SimSun,sans-serif;font-size:14px;color:#222\">");
     h.push_str(&format!("<p>{}：</p>", escape(greeting)));
-    h.push_str(&format!("<p>您于{}发送的邮件《{}》已收到。系统自动审核结果：</p>", escape(when), escape(original)));
+    h.push_str(&format!("<p>您发送的邮件《{}》已于{}收到。系统自动审核结果：</p>", escape(original), escape(when)));
     h.push_str(&format!(
         "<table cellpadding=\"8\" cellspacing=\"0\" style=\"border:1px solid {colour};background:{bg}\"><tr><td style=\"color:{colour};font-size:16px;font-weight:bold\">{}</td><td>{}：{} 项　提醒：{} 项</td></tr></table>",
         escape(headline),
