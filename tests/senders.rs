@@ -350,3 +350,45 @@ fn check_reports_an_unauthenticated_sender_offline() {
     let trusted = codes(&format!("Authentication-Results: mx.leshan.example; dkim=pass header.d={domain}\r\n"));
     assert!(!trusted.contains(&"submission.sender_not_authenticated".to_owned()), "{trusted:?}");
 }
+
+/// A stranger's claim held on 15 September, the unit's own corrected resend on 17 September,
+/// then staff approve the stranger: the approved mail fills nothing the unit has since sent
+/// again — the unit's values stand in the table — and the reply to it says so.
+#[tokio::test]
+async fn approving_an_older_held_mail_never_undoes_the_units_later_resend() {
+    let (u, _, _) = unit_and_outsider();
+    let mut f = Folder::new(&[&u]);
+    let at = |day: u32| fixtures::SubmissionOptions {
+        date: Some(format!("Tue, {day} Sep 2020 10:00:00 +0800")),
+        received: Some(format!("Tue, {day} Sep 2020 10:00:05 +0800")),
+        ..Default::default()
+    };
+    let mut fake = u.clone();
+    fake.sender = "stranger@evil.example".into();
+    fake.studios[0].phone = "13900000000".into();
+    let held = f.send(&fixtures::build_eml(&with_id(fixtures::submission_mail(&fake, MailClient::QqMail, &at(15)), "held"))).await;
+    assert!(held.iter().any(|(to, m, _)| to.contains("stranger@evil.example") && m.subject.contains("暂存")), "the stranger is held");
+    let mut corrected = u.clone();
+    corrected.studios[0].phone = "13811112222".into();
+    f.send(&fixtures::build_eml(&with_id(fixtures::submission_mail(&corrected, MailClient::Outlook, &at(17)), "resend"))).await;
+
+    let app = studio_intake::app::App::build(f.config.clone()).await.unwrap();
+    let id = app.store.held_mails().await.unwrap()[0].submission_id;
+    let (_, applied) = studio_intake::intake::approve_held(&app, id, Some(&u.unit)).await.unwrap();
+    assert_eq!(applied.len(), 1);
+    let phones: Vec<String> = app
+        .store
+        .current_studios()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.data.get("phone").and_then(|v| v.as_str()).map(str::to_owned))
+        .collect();
+    assert!(phones.contains(&"13811112222".to_owned()) && !phones.contains(&"13900000000".to_owned()), "{phones:?}");
+    // The approved mail's result, queued by the approval and sent by the next pass.
+    let before = f.outbox();
+    studio_intake::daemon::run_once(f.config.clone()).await.unwrap();
+    let sent: Vec<_> = f.outbox().into_iter().filter(|p| !before.contains(p)).map(|p| parsed(std::fs::read(p).unwrap())).collect();
+    let (_, reply, _) = sent.iter().find(|(to, _, _)| to.contains("stranger@evil.example")).expect("the approved sender hears the result");
+    assert!(reply.body_text.contains("以其为准"), "{}", reply.body_text);
+}

@@ -600,23 +600,17 @@ impl<'l> Walker<'l> {
                 att.content_type = "application/zip".into();
                 let index = self.out.len();
                 self.out.push(att);
-                self.expand_container(index, level, nest, |walker, data| archive::expand(data, walker.limits, &mut walker.inflated));
+                let names = format!("{}/", self.out[index].name);
+                self.expand_container(index, level, nest, names, |walker, data| archive::expand(data, walker.limits, &mut walker.inflated));
             }
             Kind::Tnef => {
                 att.content_type = "application/ms-tnef".into();
                 let index = self.out.len();
                 self.out.push(att);
-                self.expand_container(index, level, nest, |walker, data| tnef::expand(data, walker.limits));
                 // The sender attached files, not a winmail.dat (Outlook made it on the way
                 // out): what it holds goes by the names the sender gave, where it stood.
-                let container = self.out[index].name.clone();
-                let parent = container.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
-                let inside = format!("{container}/");
-                for member in self.out.iter_mut().skip(index + 1) {
-                    if let Some(own) = member.name.strip_prefix(&inside) {
-                        member.name = format!("{parent}{own}");
-                    }
-                }
+                let names = self.out[index].name.rsplit_once('/').map(|(parent, _)| format!("{parent}/")).unwrap_or_default();
+                self.expand_container(index, level, nest, names, |walker, data| tnef::expand(data, walker.limits));
             }
             Kind::Message => self.nested_message(att, level, nest),
             Kind::Unsupported(format) => {
@@ -664,8 +658,8 @@ impl<'l> Walker<'l> {
     }
 
     /// Opens the container at `index` (a zip, Outlook's winmail.dat) and adds its members as
-    /// files inside it.
-    fn expand_container(&mut self, index: usize, level: u32, nest: u32, expand: impl FnOnce(&mut Self, &[u8]) -> archive::Expanded) {
+    /// files inside it, each named `names` + its path in the container.
+    fn expand_container(&mut self, index: usize, level: u32, nest: u32, names: String, expand: impl FnOnce(&mut Self, &[u8]) -> archive::Expanded) {
         let inner = level + 1;
         if inner > self.max_depth {
             self.out[index].problem = Some(Unreadable::TooDeep {
@@ -675,7 +669,6 @@ impl<'l> Walker<'l> {
         }
         let data = std::mem::take(&mut self.out[index].data);
         let expanded = expand(self, &data);
-        let zip_name = self.out[index].name.clone();
         let zip_file_name = self.out[index].file_name.clone();
         let base_ctx = self.out[index].context.clone();
         self.out[index].data = data;
@@ -689,7 +682,7 @@ impl<'l> Walker<'l> {
             context.push(zip_file_name.clone());
             context.extend(m.path[..m.path.len().saturating_sub(1)].iter().cloned());
             let file = NewFile {
-                name: format!("{zip_name}/{}", m.path.join("/")),
+                name: format!("{names}{}", m.path.join("/")),
                 content_type: type_for_name(&file_name).to_string(),
                 file_name,
                 context,

@@ -712,13 +712,10 @@ pub(crate) fn studio_for(hints: &[String], studios: &[Studio]) -> Option<usize> 
             if words.iter().filter(|w| !w.is_empty()).count() < 2 {
                 return None;
             }
-            unique(&|s| {
-                let i = studios.iter().position(|x| std::ptr::eq(x, s)).unwrap_or(usize::MAX);
-                words.get(i).is_some_and(|own| {
-                    own.iter().any(|w| hay.contains(w.as_str()) && words.iter().enumerate().all(|(j, other)| j == i || !other.contains(w)))
-                })
-            })
-            .filter(|&i| !names_other_studio(hints, &studios[i]))
+            let hits: Vec<usize> = (0..studios.len())
+                .filter(|&i| words[i].iter().any(|w| hay.contains(w.as_str()) && words.iter().enumerate().all(|(j, other)| j == i || !other.contains(w))))
+                .collect();
+            (hits.len() == 1).then(|| hits[0]).filter(|&i| !names_other_studio(hints, &studios[i]))
         })
 }
 
